@@ -1,0 +1,58 @@
+r"""Command-line entry point: parse flags, then call the library.
+
+  python -m hybrid_jax.main --config configs/synthetic.py --workdir /tmp/demo [--config.x=y]
+
+Everything this does is available without flags from a notebook:
+``hybrid_jax.run.run(config, workdir)`` with a config from ``configs/<name>.py:get_config()``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from hybrid_jax import errors
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config file, e.g. configs/synthetic.py or configs/synthetic.py:tiny.',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for data, checkpoints and outputs.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  from hybrid_jax import run  # imported after flag parsing: keeps --help fast
+  try:
+    run.run(_CONFIG.value, _WORKDIR.value)
+  except errors.HybridJaxError as exc:
+    print(f'error: {exc}', file=sys.stderr)
+    sys.exit(2)
+
+
+def _parse_flags(argv):
+  """absl's parser, with config mistakes reported in one line instead of a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as exc:
+    print(f'error: {exc}\nPass --helpshort for the flags.', file=sys.stderr)
+    sys.exit(2)
+  except (KeyError, AttributeError, ValueError, TypeError, FileNotFoundError) as exc:
+    # ml_collections raises these for unknown keys, bad presets and bad config files.
+    msg = (str(exc.args[0]) if exc.args else str(exc)).replace('\n', ' ')
+    if isinstance(exc, KeyError):
+      msg = f'unknown config key {msg}'
+    print(f'error: invalid config: {msg}', file=sys.stderr)
+    sys.exit(2)
+
+
+def _entry():
+  flags.mark_flags_as_required(['config', 'workdir'])
+  app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == '__main__':
+  _entry()

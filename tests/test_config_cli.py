@@ -1,0 +1,87 @@
+"""Configs are locked and checked; the CLI reports user mistakes in one line."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import synthetic
+from hybrid_jax import config_checks
+from hybrid_jax import errors
+from hybrid_jax import run as run_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(*args, cwd=ROOT):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.run([sys.executable, '-m', 'hybrid_jax.main', *args], cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_presets_differ_and_are_valid():
+  default, tiny = synthetic.get_config(), synthetic.get_config('tiny')
+  assert (default.data.height, default.data.width) == (128, 256)
+  assert default.data.clip_length == 30 and default.data.label_every == 5
+  assert tiny.data.height < default.data.height
+  assert tiny.seg.train.steps < default.seg.train.steps
+  config_checks.check_config(default)
+  config_checks.check_config(tiny)
+
+
+def test_config_is_locked():
+  c = synthetic.get_config('tiny')
+  with pytest.raises(AttributeError):
+    c.data.heigth = 3  # a typo must not create a new key
+  with pytest.raises(ValueError):
+    synthetic.get_config('huge')
+
+
+@pytest.mark.parametrize('key,value,needle', [
+    ('data.height', -4, 'data.height'),
+    ('data.max_delta', 50, 'clip_length'),
+    ('mode', 'trian', 'mode'),
+    ('flow.corr', 'dense', 'flow.corr'),
+    ('train.profile_steps', '5', 'profile_steps'),
+])
+def test_out_of_range_values_raise_config_error(key, value, needle):
+  c = synthetic.get_config('tiny')
+  section, _, leaf = key.rpartition('.')
+  target = c[section] if section else c
+  target[leaf] = value
+  with pytest.raises(errors.ConfigError, match=needle.replace('.', r'\.')):
+    config_checks.check_config(c)
+
+
+def test_placeholder_modes_say_not_available(tmp_path):
+  c = synthetic.get_config('tiny')
+  placeholders = [m for m, f in run_lib.MODES.items() if getattr(f, 'placeholder', False)]
+  for mode in placeholders:
+    c.mode = mode
+    with pytest.raises(errors.NotAvailableYet, match=f"mode '{mode}' is not available yet"):
+      run_lib.run(c, str(tmp_path))
+
+
+def test_unwritable_workdir_is_reported_before_compute(tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('x')
+  c = synthetic.get_config('tiny')
+  with pytest.raises(errors.WorkdirError, match='Cannot write to the workdir'):
+    run_lib.run(c, str(blocker / 'sub'))
+
+
+def test_cli_unknown_key_is_one_clear_line(tmp_path):
+  r = _cli('--config', 'configs/synthetic.py:tiny', '--workdir', str(tmp_path),
+           '--config.dat.height=3')
+  assert r.returncode != 0
+  assert 'Traceback' not in r.stderr
+  assert 'unknown config key' in r.stderr and 'data' in r.stderr
+
+
+def test_cli_bad_value_is_reported(tmp_path):
+  r = _cli('--config', 'configs/synthetic.py:tiny', '--workdir', str(tmp_path),
+           '--config.data.height=-5', '--config.mode=data')
+  assert r.returncode == 2
+  assert 'Traceback' not in r.stderr
+  assert 'config.data.height=-5' in r.stderr
