@@ -15,11 +15,11 @@ The config is locked: a mistyped key is an error, not a silent no-op.
 import ml_collections
 
 def _stage_train(steps, batch_size, lr, *, optimizer='adamw', weight_decay=1e-4,
-                 schedule='cosine', warmup_steps=0, grad_clip=1.0):
+                 schedule='cosine', warmup_steps=0, grad_clip=1.0, grad_clip_mode='norm'):
   return ml_collections.ConfigDict(dict(
       steps=steps, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=0.9,
       weight_decay=weight_decay, schedule=schedule, warmup_steps=warmup_steps,
-      grad_clip=grad_clip))
+      grad_clip=grad_clip, grad_clip_mode=grad_clip_mode))
 
 
 def get_config(arg: str = ''):
@@ -43,6 +43,7 @@ def get_config(arg: str = ''):
   c.data.height = 32 if tiny else 128
   c.data.width = 64 if tiny else 256
   c.data.clip_length = 10 if tiny else 30
+  c.data.frames_per_video = 0  # official layouts: frames per video in img_all (0: = clip_length)
   c.data.label_every = 5      # every 5th frame labelled, as Cityscapes-VPS (frames 4, 9, ...)
   c.data.num_train_clips = 4 if tiny else 48
   c.data.num_val_clips = 2 if tiny else 8
@@ -71,6 +72,7 @@ def get_config(arg: str = ''):
   c.seg = ml_collections.ConfigDict()
   c.seg.backbone = 'resnet_tiny' if tiny else 'resnet_small'  # resnet50 | resnet_small | resnet_tiny
   c.seg.checkpoint = ''       # converted weights (python -m hybrid_jax.convert ...)
+  c.seg.test_scales = (1.0,)  # multi-scale inference scales (the paper: 0.5 ... 1.0)
   c.seg.train = _stage_train(3 if tiny else 1500, 2 if tiny else 8, 1e-3)
 
   # ---- optical flow (RAFT) -------------------------------------------------------------
@@ -97,6 +99,7 @@ def get_config(arg: str = ''):
   c.eval = ml_collections.ConfigDict()
   c.eval.metrics = 'vpq,stq'
   c.eval.dataset = 'cityscapes_vps'  # windowing rule: cityscapes_vps | viper
+  c.eval.reference_table = ''        # paper rows shown next to ours in report.md ('' = none)
 
   # ---- show ------------------------------------------------------------------------------
   c.show = ml_collections.ConfigDict()

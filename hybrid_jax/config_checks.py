@@ -51,7 +51,9 @@ def check_config(config) -> None:
       for key in ('steps', 'batch_size', 'lr'):
         _positive(t, key, f'{stage}.train')
       _choice(t, 'optimizer', f'{stage}.train', ('adamw', 'adam', 'sgd'))
-      _choice(t, 'schedule', f'{stage}.train', ('constant', 'cosine', 'onecycle', 'step'))
+      if 'grad_clip_mode' in t:
+        _choice(t, 'grad_clip_mode', f'{stage}.train', ('norm', 'value'))
+      _choice(t, 'schedule', f'{stage}.train', ('constant', 'cosine', 'onecycle', 'step', 'poly'))
   if 'flow' in config:
     _choice(config.flow, 'source', 'flow', ('raft', 'gt', 'flo'))
     _choice(config.flow, 'variant', 'flow', ('small', 'standard'))

@@ -25,6 +25,8 @@ class DatasetEntry:
 
 REGISTRY = {
     'synthetic_vps': DatasetEntry('hybrid_jax.data.sources', 'prepare_synthetic', 'synthetic_source'),
+    'cityscapes_vps': DatasetEntry('hybrid_jax.data.cityscapes_vps', 'prepare', 'source'),
+    'viper_vps': DatasetEntry('hybrid_jax.data.viper_vps', 'prepare', 'source'),
 }
 
 
