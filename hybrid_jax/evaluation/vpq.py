@@ -1,0 +1,94 @@
+"""Video panoptic quality (VPQ) as the official evaluators compute it (reference §2 and §3).
+
+Cityscapes-VPS (`tools/eval_vpq.py` of the VPS code): each video has 6 labelled frames, 5 raw
+frames apart; for k = 0, 5, 10, 15 a window holds k/5 + 1 consecutive labelled frames and slides
+over every start index.  Per-class TP/FP/FN/IoU sums are accumulated over all windows of all
+videos, then averaged over classes (`pq.class_averages`); the final VPQ is the mean over k.
+
+VIPER (`Viper.evaluate_panoptic`): every frame is labelled; windows of 1, 5, 10 and 15
+consecutive frames (reported under the keys '0', '5', '10', '15'), GT tubes under 32**2 = 1024
+pixels are ignored, GT tube areas are pixel counts, and class 11 (mobilebarrier) is left out of
+the All / Stuff means.
+
+The public entry points that take arrays or files live in `hybrid_jax.evaluation.runner`;
+this module holds the protocol and the per-video / final arithmetic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from hybrid_jax import errors
+from hybrid_jax.evaluation import counting
+from hybrid_jax.evaluation import pq as pq_lib
+
+K_VALUES = ('0', '5', '10', '15')
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """One official VPQ variant.
+
+  Attributes:
+    name: dataset name.
+    window_frames: k -> number of consecutive (labelled) frames in a window.
+    min_gt_area: GT tubes with fewer pixels are ignored (0 = never).
+    excluded: category ids left out of the class means.
+    use_gt_pixels: GT tube area from pixel counts (VIPER) or from the json (Cityscapes-VPS).
+    frames_per_video: default grouping of the sorted GT frames into videos (None = by the
+      image-id prefix before the first '_').
+  """
+  name: str
+  window_frames: dict
+  min_gt_area: int = 0
+  excluded: frozenset = frozenset()
+  use_gt_pixels: bool = False
+  frames_per_video: int | None = 6
+
+
+_CITYSCAPES = Protocol('cityscapes_vps', {'0': 1, '5': 2, '10': 3, '15': 4})
+PROTOCOLS = {
+    'cityscapes_vps': _CITYSCAPES,
+    # The built-in synthetic dataset is written in the Cityscapes-VPS layout and protocol.
+    'synthetic': dataclasses.replace(_CITYSCAPES, name='synthetic'),
+    'viper': Protocol('viper', {'0': 1, '5': 5, '10': 10, '15': 15}, min_gt_area=32 * 32,
+                      excluded=frozenset({11}), use_gt_pixels=True, frames_per_video=None),
+}
+
+
+def get_protocol(dataset: str) -> Protocol:
+  if dataset not in PROTOCOLS:
+    raise errors.ConfigError(
+        f'Unknown VPQ dataset protocol {dataset!r}; choose one of {sorted(PROTOCOLS)}.')
+  return PROTOCOLS[dataset]
+
+
+def video_counts(frames: Sequence[counting.FrameStats], cats: pq_lib.CategorySet,
+                 protocol: Protocol) -> dict:
+  """k -> PQCounts summed over every window of one video (a fresh tube set per window)."""
+  out = {}
+  for k, nframes in protocol.window_frames.items():
+    total = pq_lib.PQCounts.zeros(cats.ids.size)
+    for start in range(0, len(frames) - nframes + 1):
+      total += pq_lib.match_window(frames[start:start + nframes], cats,
+                                   min_gt_area=protocol.min_gt_area,
+                                   use_gt_pixels=protocol.use_gt_pixels)
+    out[k] = total
+  return out
+
+
+def finalize(counts: dict, cats: pq_lib.CategorySet, protocol: Protocol) -> dict:
+  """Per-k class averages plus 'final' = the mean over k of All/Things/Stuff PQ, SQ, RQ.
+
+  Returns {'0'|'5'|'10'|'15': {'window_frames', 'all', 'things', 'stuff', 'per_class'},
+  'final': {'all'|'things'|'stuff': {'pq', 'sq', 'rq'}}}, all in percent.
+  """
+  out = {}
+  for k in protocol.window_frames:
+    out[k] = {'window_frames': protocol.window_frames[k], **pq_lib.class_averages(counts[k], cats)}
+  ks = list(protocol.window_frames)
+  out['final'] = {
+      group: {m: sum(out[k][group][m] for k in ks) / len(ks) for m in ('pq', 'sq', 'rq')}
+      for group in ('all', 'things', 'stuff')}
+  return out
