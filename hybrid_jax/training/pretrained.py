@@ -75,3 +75,82 @@ def _to_numpy(tree):
   if isinstance(tree, dict):
     return {k: _to_numpy(v) for k, v in tree.items()}
   return np.asarray(tree)
+
+
+def _flatten(tree, prefix=()) -> dict[tuple[str, ...], Any]:
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten(v, prefix + (str(k),)))
+    return out
+  return {prefix: tree}
+
+
+def _unflatten(flat: dict[tuple[str, ...], Any]) -> dict:
+  out: dict = {}
+  for path, value in flat.items():
+    node = out
+    for k in path[:-1]:
+      node = node.setdefault(k, {})
+    node[path[-1]] = value
+  return out
+
+
+def merge_pretrained(target: dict, pretrained: dict, *, into: str = '',
+                     allow_missing: bool = True, allow_unexpected: bool = False
+                     ) -> tuple[dict, dict[str, list[str]]]:
+  """Copies pretrained arrays into a fresh variable tree, checking keys and shapes by path.
+
+  Args:
+    target: the fresh tree (e.g. the model's `params` or `{'params', 'batch_stats'}`),
+      nested dicts of arrays.
+    pretrained: the loaded tree (e.g. `load_pretrained(path)[0]['params']`).
+    into: '/'-joined path of the subtree of `target` that `pretrained` describes, e.g.
+      'backbone' to load ResNet weights into a segmenter ('' = the whole tree).
+    allow_missing: target leaves without a pretrained value keep their fresh value (new
+      heads); if False, any such leaf is an error.
+    allow_unexpected: pretrained leaves with no place in the target are ignored; if False
+      (default) they are an error, since they usually mean a naming mismatch.
+  Returns:
+    (merged tree with target's dtypes, report) where report has the '/'-joined paths under
+    'loaded', 'missing' (in target only), 'unexpected' (in pretrained only), 'mismatched'
+    ('path: pretrained shape vs target shape').
+  Raises:
+    CheckpointError: shapes differ, or missing/unexpected leaves where not allowed; the
+      message lists the paths.
+  """
+  flat_target = _flatten(target)
+  base = tuple(p for p in into.split('/') if p)
+  flat_pre = {base + k: v for k, v in _flatten(pretrained).items()}
+  scope = [k for k in flat_target if k[:len(base)] == base]
+  if base and not scope:
+    raise errors.CheckpointError(f'The model has no subtree {into!r} to load pretrained '
+                                 f'weights into.')
+  report: dict[str, list[str]] = {'loaded': [], 'missing': [], 'unexpected': [],
+                                  'mismatched': []}
+  merged = dict(flat_target)
+  for key, value in flat_pre.items():
+    name = '/'.join(key)
+    if key not in flat_target:
+      report['unexpected'].append(name)
+      continue
+    fresh = flat_target[key]
+    if tuple(np.shape(value)) != tuple(np.shape(fresh)):
+      report['mismatched'].append(f'{name}: pretrained {tuple(np.shape(value))} vs model '
+                                  f'{tuple(np.shape(fresh))}')
+      continue
+    merged[key] = np.asarray(value).astype(np.asarray(fresh).dtype)
+    report['loaded'].append(name)
+  report['missing'] = ['/'.join(k) for k in scope if k not in flat_pre]
+  problems = list(report['mismatched'])
+  if not allow_unexpected:
+    problems += [f'{p}: in the pretrained weights, not in the model' for p in report['unexpected']]
+  if not allow_missing:
+    problems += [f'{p}: in the model, not in the pretrained weights' for p in report['missing']]
+  if problems:
+    shown = problems[:10] + ([f'... and {len(problems) - 10} more'] if len(problems) > 10 else [])
+    raise errors.CheckpointError(
+        'The pretrained weights do not fit the model' + (f" subtree {into!r}" if into else '')
+        + ':\n  ' + '\n  '.join(shown) + '\nCheck that the checkpoint was converted for this '
+        'architecture and config.')
+  return _unflatten(merged), report
