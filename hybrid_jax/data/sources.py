@@ -1,0 +1,145 @@
+"""Random-access sources of clip dicts (the data contract), starting with the synthetic set.
+
+`prepare_synthetic` writes the TFDS `synthetic_vps` dataset for a `config.data` ConfigDict
+(a no-op when it is already there); `synthetic_source` opens one split of it as a sequence
+of clip dicts (numpy arrays, ``video_id`` str, ``frame_ids`` list[str]) that grain or a plain
+loop can index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from hybrid_jax import errors
+from hybrid_jax.data import synthetic_tfds
+
+SPLITS = ('train', 'val')
+
+
+def synthetic_config(data_cfg: Any) -> synthetic_tfds.SyntheticVpsConfig:
+  """The TFDS config for config.data (height, width, clip_length, label_every,
+  num_train_clips, num_val_clips, generator_seed); ConfigError for bad values."""
+  try:
+    params = {k: data_cfg[k] for k in ('height', 'width', 'clip_length', 'label_every',
+                                       'num_train_clips', 'num_val_clips', 'generator_seed')}
+  except (KeyError, AttributeError, TypeError) as exc:
+    raise errors.ConfigError(f'config.data lacks a synthetic-data field: {exc}') from exc
+  return synthetic_tfds.make_config(**params)
+
+
+@contextlib.contextmanager
+def _tfds_bars(enabled: bool):
+  """Turns TFDS's own progress bars on or off for the block (ours replace them)."""
+  from tensorflow_datasets.core.utils import tqdm_utils  # pylint: disable=g-import-not-at-top
+  before = tqdm_utils._active  # pylint: disable=protected-access
+  tqdm_utils.display_progress_bar(enabled)
+  try:
+    yield
+  finally:
+    tqdm_utils.display_progress_bar(before)
+
+
+def prepare_synthetic(data_cfg: Any, data_dir: str, *, progress: bool = True) -> None:
+  """Generates the synthetic dataset of `data_cfg` under `data_dir` unless already there.
+
+  A progress bar (one per split, clips) shows on a terminal when `progress`.
+  Raises ConfigError for bad sizes, DatasetError when `data_dir` cannot be written.
+  """
+  config = synthetic_config(data_cfg)
+  if not data_dir:
+    raise errors.DatasetError('No data directory given for the synthetic dataset; set '
+                              'config.data.dir (or --workdir).')
+  try:
+    os.makedirs(data_dir, exist_ok=True)
+  except OSError as exc:
+    raise errors.DatasetError(
+        f'Cannot create the synthetic data directory {data_dir!r}: {exc}. Choose a writable '
+        'config.data.dir.') from exc
+  if not os.access(data_dir, os.W_OK):
+    raise errors.DatasetError(f'The synthetic data directory {data_dir!r} is not writable; '
+                              'choose another config.data.dir.')
+  builder = synthetic_tfds.SyntheticVps(config=config, data_dir=data_dir, progress=progress)
+  if builder.is_prepared():
+    return
+  # TFDS prints a "Downloading and preparing" banner on stdout: keep stdout for results and
+  # show the banner (on stderr) only where our progress bars show too.
+  show = progress and sys.stderr.isatty()
+  with _tfds_bars(False), open(os.devnull, 'w') as devnull, contextlib.redirect_stdout(
+      sys.stderr if show else devnull):
+    builder.download_and_prepare()
+
+
+class ClipSource(Sequence):
+  """Random access to the clips of one split: len(), [i] -> clip dict (numpy, str ids)."""
+
+  def __init__(self, data_source, name: str):
+    self._source = data_source
+    self._name = name
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return [self[i] for i in range(*index.indices(len(self)))]
+    n = len(self)
+    index = int(index)
+    if not -n <= index < n:
+      raise IndexError(f'{self._name} has {n} clips; index {index} is out of range.')
+    return decode_clip(self._source[index % n])
+
+  def __repr__(self) -> str:
+    return f'ClipSource({self._name}, {len(self)} clips)'
+
+
+def decode_clip(example: dict) -> dict:
+  """A record as read back from TFDS -> the data contract dict (bytes ids -> str)."""
+  out = {k: np.asarray(v) for k, v in example.items() if k not in ('video_id', 'frame_ids')}
+  out['video_id'] = _text(example['video_id'])
+  out['frame_ids'] = [_text(f) for f in example['frame_ids']]
+  return out
+
+
+def _text(v) -> str:
+  return v.decode('utf-8') if isinstance(v, (bytes, np.bytes_)) else str(v)
+
+
+def synthetic_source(data_cfg: Any, split: str, data_dir: str) -> ClipSource:
+  """Opens split 'train' or 'val' of the prepared synthetic dataset (random access).
+
+  Raises DatasetError when `data_dir` is missing or does not hold the dataset for these
+  settings (call `prepare_synthetic` first, or run ``--config.mode=data``).
+  """
+  if split not in SPLITS:
+    raise errors.ConfigError(f'Unknown split {split!r} for the synthetic dataset; use one of '
+                             f'{SPLITS}.')
+  config = synthetic_config(data_cfg)
+  if not data_dir or not os.path.isdir(data_dir):
+    raise errors.DatasetError(
+        f'Synthetic data directory {data_dir!r} does not exist. Prepare it with '
+        'hybrid_jax.data.sources.prepare_synthetic(config.data, DIR) or run main with '
+        '--config.mode=data.')
+  try:
+    builder = synthetic_tfds.SyntheticVps(config=config, data_dir=data_dir)
+    prepared = builder.is_prepared()
+  except OSError as exc:
+    raise errors.DatasetError(f'Cannot read the synthetic data directory {data_dir!r}: '
+                              f'{exc}.') from exc
+  if not prepared:
+    raise errors.DatasetError(
+        f'No synthetic dataset with settings {config.name} in {data_dir!r} (expected '
+        f'{builder.data_dir}). Prepare it with prepare_synthetic(config.data, {data_dir!r}) '
+        'or run main with --config.mode=data.')
+  try:
+    source = builder.as_data_source(split=split)
+  except Exception as exc:  # pylint: disable=broad-except  # TFDS/array_record read errors
+    raise errors.DatasetError(
+        f'Cannot read split {split!r} of the synthetic dataset in {builder.data_dir}: {exc}. '
+        'Delete that folder and prepare it again.') from exc
+  return ClipSource(source, f'synthetic_vps/{config.name}/{split}')
