@@ -8,6 +8,7 @@ Everything this does is available without flags from a notebook:
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from absl import app
@@ -26,7 +27,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   from hybrid_jax import run  # imported after flag parsing: keeps --help fast
+  from hybrid_jax.training import mesh
+  from hybrid_jax.training import writers
   try:
+    # Multi-host: join the job before anything touches a JAX device.
+    mesh.initialize_distributed(_CONFIG.value.distributed)
+    logging.info('platform: %s', writers.platform_info())
     run.run(_CONFIG.value, _WORKDIR.value)
   except errors.HybridJaxError as exc:
     print(f'error: {exc}', file=sys.stderr)
