@@ -236,7 +236,10 @@ def write_strip(path: str, rows: Sequence[Sequence[np.ndarray]], gap: int = 2) -
 
 def render_clip_preview(clip: dict, categories, *, alpha: float = 0.5,
                         gap: int = 2) -> list[np.ndarray]:
-  """One picture per frame: frame | GT overlay (unlabelled: the frame) | flow colours.
+  """One picture per frame: frame | GT overlay | flow colours.
+
+  The overlay shows every label the clip has (the synthetic data labels every frame; real
+  datasets hold -1 on unlabelled frames, which shows as the bare frame).
 
   The flow panel of frame t shows flow t -> t+1 (black for the last frame or without flow),
   scaled by the clip's largest valid flow so colours are comparable across frames.
@@ -245,8 +248,6 @@ def render_clip_preview(clip: dict, categories, *, alpha: float = 0.5,
   frames = np.asarray(clip['frames'], np.uint8)
   t, h, w = frames.shape[:3]
   pan = np.asarray(clip['panoptic'])
-  labelled = np.asarray(clip.get('labelled', np.ones(t, bool)), bool)
-  pan = np.where(labelled[:, None, None], pan, -1)
   over = overlay(frames, colorize_panoptic(pan, categories), alpha, panoptic=pan)
   flow_rgb = np.zeros_like(frames)
   if clip.get('flow') is not None and t > 1:

@@ -112,6 +112,7 @@ def test_render_clip_preview():
   t, h, w = 3, 4, 6
   frames = np.random.default_rng(0).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
   pan = np.full((t, h, w), 1000, np.int32)
+  pan[1] = -1  # an unlabelled frame of a real dataset: no label anywhere
   flow = np.zeros((t - 1, h, w, 2), np.float32)
   flow[..., 0] = 2.0
   clip = {'frames': frames, 'panoptic': pan, 'labelled': np.array([True, False, True]),
@@ -119,7 +120,7 @@ def test_render_clip_preview():
   out = vis.render_clip_preview(clip, CATS, gap=1)
   assert len(out) == t and out[0].shape == (h, 3 * w + 2, 3)
   np.testing.assert_array_equal(out[0][:, :w], frames[0])
-  np.testing.assert_array_equal(out[1][:, w + 1:2 * w + 1], frames[1])    # unlabelled
+  np.testing.assert_array_equal(out[1][:, w + 1:2 * w + 1], frames[1])    # unlabelled: bare frame
   np.testing.assert_array_equal(out[0][:, w + 1:2 * w + 1],
                                 vis.overlay(frames[0], vis.colorize_panoptic(pan[0], CATS),
                                             0.5, panoptic=pan[0]))
