@@ -93,6 +93,16 @@ def get_config(arg: str = ''):
   c.track.threshold = 1e-5
   c.track.temporal_threshold = 0.01
   c.track.memory_frames = 5
+  c.track.matcher = 'greedy'  # greedy (the paper: row arg-max + mutual check) | hungarian | sinkhorn
+  # Embedding head: the RoI canvas is the paper's 256x512 at 1024x2048, i.e. 1/4 of the frame.
+  c.track.canvas = (8, 16) if tiny else (32, 64)
+  c.track.pool = 2
+  c.track.hidden_dim = 32 if tiny else 256
+  c.track.embed_dim = 16 if tiny else 128
+  c.track.loss = 'dml'        # dml | contrastive | triplet (the paper's Fig. 5 comparison)
+  c.track.no_match = 'dustbin'  # DML rows without a counterpart: learned 'dustbin' column | 'mask'
+  c.track.fusion_pairs = 8 if tiny else 96  # GT frame pairs the fusion conv is fitted on
+  c.track.fusion_steps = 20 if tiny else 300
   c.track.train = _stage_train(3 if tiny else 600, 2 if tiny else 8, 1e-4)
 
   # ---- evaluation ------------------------------------------------------------------------

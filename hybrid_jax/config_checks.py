@@ -61,6 +61,11 @@ def check_config(config) -> None:
     _positive(config.flow, 'iters', 'flow')
   if 'track' in config:
     _choice(config.track, 'variant', 'track', ('instance', 'pixel', 'hybrid'))
+    if 'matcher' in config.track:
+      _choice(config.track, 'matcher', 'track', ('greedy', 'hungarian', 'sinkhorn'))
+    if 'loss' in config.track:
+      _choice(config.track, 'loss', 'track', ('dml', 'contrastive', 'triplet'))
+      _choice(config.track, 'no_match', 'track', ('dustbin', 'mask'))
     if not 0 <= config.track.threshold <= 1:
       _fail('track.threshold', config.track.threshold, 'must lie in [0, 1].')
   t = config.train

@@ -64,16 +64,24 @@ def mode_export(config, workdir):
   return export.export_split(config, workdir, data_dir(config, workdir))
 
 
+def _experiment(name: str) -> Callable:
+  def fn(config, workdir):
+    from hybrid_jax import experiment
+    return getattr(experiment, name)(config, workdir)
+  fn.__name__ = f'mode_{name}'
+  return fn
+
+
 MODES: dict[str, Callable] = {
     'data': mode_data,
     'show': mode_show,
     'export': mode_export,
-    'train_seg': _not_available('train_seg', 'segmenter training, issue 6'),
-    'train_flow': _not_available('train_flow', 'RAFT training, issue 5'),
-    'train_track': _not_available('train_track', 'tracker training, issue 7'),
-    'track': _not_available('track', 'the tracker, issue 7'),
-    'eval': _not_available('eval', 'tracking evaluation, issue 7'),
-    'all': _not_available('all', 'the end-to-end pipeline, issue 7'),
+    'train_seg': _experiment('train_seg'),
+    'train_flow': _experiment('train_flow'),
+    'train_track': _experiment('train_track'),
+    'track': _experiment('track'),
+    'eval': _experiment('evaluate'),
+    'all': _experiment('train_and_evaluate'),
 }
 assert set(MODES) == set(config_checks.MODES)
 

@@ -1,0 +1,143 @@
+"""Stage `train_seg`: PanopticFCN (focal position loss + weighted dice) on single frames.
+
+Frames come from the pair pipeline (frame t of each (t - delta, t) pair, random crop and
+flip), restricted to labelled frames on real datasets. After training, image PQ on the val
+split's labelled frames is written to `<workdir>/seg/eval.json` next to a trivial baseline
+(the most frequent stuff class of the training labels everywhere, no things).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import jax
+import numpy as np
+
+from hybrid_jax import errors
+from hybrid_jax.data import categories as categories_lib
+from hybrid_jax.data import datasets
+from hybrid_jax.data import pipeline
+from hybrid_jax.evaluation import evaluate_pq_arrays
+from hybrid_jax.models import segmenter as seg_lib
+from hybrid_jax.stages import common
+from hybrid_jax.training import pretrained
+
+STAGE = 'seg'
+ARCHITECTURE = 'panoptic_fcn'
+
+
+def build(config):
+  table = categories_lib.get_categories(config.data.categories)
+  seg_cfg = config.seg.to_dict()
+  seg_cfg.setdefault('max_instances', config.data.max_instances)
+  return seg_lib.build_segmenter(seg_cfg, table), table
+
+
+def initial_variables(config, model) -> tuple[dict, tuple[str, ...]]:
+  """Random init, with converted weights merged in when config.seg.checkpoint is set.
+
+  Returns (variables, frozen parameter patterns): with ImageNet/COCO weights the stem and
+  res2 stay frozen, as Detectron2's FREEZE_AT=2.
+  """
+  variables = seg_lib.init_segmenter(model, jax.random.key(config.seed),
+                                     (config.data.crop_height, config.data.crop_width))
+  if not config.seg.checkpoint:
+    return variables, ()
+  weights, meta = pretrained.load_pretrained(config.seg.checkpoint,
+                                             expect_architecture=('resnet50', 'panoptic_fcn_r50'))
+  variables, report = seg_lib.load_pretrained_into(variables, weights, meta, model=model)
+  logging.info('[seg] %s', report)
+  return variables, (r'bottom_up/(stem_conv1|res2_[^/]*)/.*',)
+
+
+def make_loss_fn(model):
+  def loss_fn(params, batch_stats, batch, rng):
+    frames, pan = batch['frames'], batch['panoptic']
+    loss, metrics = seg_lib.segmenter_loss_fn(
+        params, batch_stats, {'image': frames[:, 1], 'panoptic': pan[:, 1]}, rng, model=model)
+    return loss, (metrics, batch_stats)  # FrozenBN: the statistics never change
+  return loss_fn
+
+
+def train_segmenter(config, workdir: str, data_dir: str) -> dict:
+  """Trains (or loads the finished) segmenter of this run; returns its variables."""
+  model, table = build(config)
+  source = common.CachedSource(datasets.get_source(config, 'train', data_dir))
+  pidx, pcount = common.process_slice()
+  d = config.data
+
+  def make_iterator(start_step):
+    return pipeline.make_pair_iterator(
+        source, batch_size=config.seg.train.batch_size, crop_hw=(d.crop_height, d.crop_width),
+        hflip=d.hflip, max_delta=1, seed=config.seed, start_step=start_step,
+        process_index=pidx, process_count=pcount,
+        require_labels=not common.labels_on_every_frame(config), worker_count=d.worker_count)
+
+  variables, frozen = initial_variables(config, model)
+  out = common.train_stage(
+      config=config, workdir=workdir, stage_name=STAGE, stage_cfg=config.seg,
+      architecture=ARCHITECTURE, variables=variables, loss_fn=make_loss_fn(model),
+      make_data_iterator=make_iterator, frozen=frozen,
+      metadata={'backbone': config.seg.backbone, 'categories': config.data.categories})
+  eval_path = os.path.join(workdir, STAGE, 'eval.json')
+  if jax.process_index() == 0 and not os.path.exists(eval_path):
+    result = evaluate_segmenter(out, model, datasets.get_source(config, 'val', data_dir),
+                                source, table, dataset=config.eval.dataset)
+    with open(eval_path, 'w') as f:
+      json.dump(result, f, indent=2)
+    logging.info('[seg] val PQ %.1f (things %.1f, stuff %.1f); baseline PQ %.1f',
+                 result['ours']['all'], result['ours']['things'], result['ours']['stuff'],
+                 result['baseline']['all'])
+  return out
+
+
+def segment_clip(segment_fn, variables, frames, *, batch: int = 4) -> dict:
+  """Runs the jitted segmenter over frames [T, H, W, 3]; returns numpy outputs [T, ...]."""
+  outs = []
+  for s in range(0, len(frames), batch):
+    chunk = np.asarray(frames[s:s + batch])
+    n = len(chunk)
+    if n < batch:  # pad so every call has the same shape (one compilation)
+      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, 0)], 0)
+    out = jax.device_get(segment_fn(variables, chunk))
+    outs.append({k: v[:n] for k, v in out.items()})
+  return {k: np.concatenate([o[k] for o in outs], 0) for k in outs[0]}
+
+
+def majority_stuff_class(source, table) -> int:
+  """The stuff category with the most labelled pixels in `source`."""
+  stuff = categories_lib.stuff_ids(table)
+  counts = np.zeros(max(c.id for c in table) + 1, np.int64)
+  for i in range(len(source)):
+    clip = source[i]
+    pan = clip['panoptic'][np.asarray(clip['labelled'], bool)]
+    cats = pan[pan >= 0] // categories_lib.LABEL_DIVISOR
+    counts += np.bincount(cats, minlength=len(counts))[:len(counts)]
+  return int(stuff[int(np.argmax(counts[stuff]))])
+
+
+def evaluate_segmenter(variables, model, val_source, train_source, table, *, dataset: str) -> dict:
+  """Image PQ on the labelled val frames: ours and the majority-stuff baseline."""
+  segment_fn = seg_lib.make_segment_fn(model)
+  gts, preds = [], []
+  for i in range(len(val_source)):
+    clip = val_source[i]
+    lab = np.flatnonzero(clip['labelled'])
+    if not len(lab):
+      continue
+    out = segment_clip(segment_fn, variables, clip['frames'][lab])
+    gts.extend(clip['panoptic'][lab])
+    preds.extend(out['panoptic'])
+  if not gts:
+    raise errors.DatasetError('The val split has no labelled frame to evaluate the segmenter on.')
+  major = majority_stuff_class(train_source, table)
+  baseline = [np.full_like(g, major * categories_lib.LABEL_DIVISOR) for g in gts]
+  ev = {}
+  for name, pr in (('ours', preds), ('baseline', baseline)):
+    res = evaluate_pq_arrays(gts, pr, table, dataset=dataset)
+    ev[name] = {g: res[g]['pq'] for g in ('all', 'things', 'stuff')}
+  ev['baseline_class'] = major
+  ev['frames'] = len(gts)
+  return ev
