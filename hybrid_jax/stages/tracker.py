@@ -88,7 +88,11 @@ def train_tracker(config, workdir: str, data_dir: str, *,
   out = common.train_stage(
       config=config, workdir=workdir, stage_name=STAGE, stage_cfg=config.track,
       architecture=ARCHITECTURE, variables={'params': params}, loss_fn=make_loss_fn(config, model),
-      make_data_iterator=make_iterator, metadata={'loss': config.track.loss})
+      make_data_iterator=make_iterator,
+      metadata={'loss': config.track.loss, 'canvas': list(config.track.canvas),
+                'pool': int(config.track.pool), 'hidden_dim': int(config.track.hidden_dim),
+                'embed_dim': int(config.track.embed_dim), 'use_image': True,
+                'no_match': config.track.no_match})
   head_params = out['params']
   dustbin = (float(np.asarray(head_params['dustbin_logit']))
              if config.track.no_match == 'dustbin' else None)
