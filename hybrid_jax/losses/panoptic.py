@@ -1,0 +1,156 @@
+"""PanopticFCN losses: sigmoid focal loss on position maps, (weighted) Dice on masks.
+
+Reference panoptic_fcn.md §2.1-2.4. The total is
+
+  loss = pos_weight * (focal_th / max(N_th, 1) + focal_st / B)
+       + seg_weight * (dice_th / max(N_th, 1) + dice_st / max(N_st, 1))
+
+with N_th the number of (image, level, instance) assignments and N_st the number of
+(image, level, present stuff channel) entries. Normalisation runs over the whole batch given
+(the official code normalises per GPU with 2 images each, so numbers differ slightly).
+Thing masks use k kernels per assignment, taken at the top-k predicted centre scores inside
+the object's level mask and weighted by those scores normalised to sum 1; the weights are not
+detached (as in the official code), so the Dice term also trains the centre logits.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def sigmoid_focal_loss(*, logits: jax.Array, targets: jax.Array, alpha: float = 0.25,
+                       gamma: float = 2.0) -> jax.Array:
+  """RetinaNet focal loss with soft targets, element-wise (same shape as the inputs).
+
+  ce = BCE-with-logits(x, t); p_t = p t + (1 - p)(1 - t); loss = alpha_t (1 - p_t)^gamma ce with
+  alpha_t = alpha t + (1 - alpha)(1 - t) (no alpha weighting when alpha < 0).
+  """
+  x = logits.astype(jnp.float32)
+  t = targets.astype(jnp.float32)
+  p = jax.nn.sigmoid(x)
+  ce = jnp.maximum(x, 0.0) - x * t + jnp.log1p(jnp.exp(-jnp.abs(x)))
+  p_t = p * t + (1 - p) * (1 - t)
+  loss = ce * (1 - p_t) ** gamma
+  if alpha >= 0:
+    loss = loss * (alpha * t + (1 - alpha) * (1 - t))
+  return loss
+
+
+def dice_loss(*, logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """1 - 2 sum(p y) / max(sum p^2 + sum y^2, 1e-8) over the last axis; p = sigmoid(logits).
+
+  Args:
+    logits: [..., N] mask logits (flattened pixels).
+    targets: [..., N] soft targets in [0, 1].
+  Returns:
+    [...] Dice losses.
+  """
+  p = jax.nn.sigmoid(logits.astype(jnp.float32))
+  y = targets.astype(jnp.float32)
+  inter = jnp.sum(p * y, axis=-1)
+  denom = jnp.sum(p * p, axis=-1) + jnp.sum(y * y, axis=-1)
+  return 1.0 - 2.0 * inter / jnp.maximum(denom, 1e-8)
+
+
+def select_thing_kernels(*, center_logits: jax.Array, kernel_map: jax.Array,
+                         classes: jax.Array, candidates: jax.Array, k: int
+                         ) -> tuple[jax.Array, jax.Array]:
+  """Top-k kernels per instance inside its candidate region, weighted by predicted score.
+
+  Args:
+    center_logits: [B, h, w, Nth] thing-centre logits of one level.
+    kernel_map: [B, h, w, E] projected thing kernels of that level.
+    classes: int [B, M] thing channel per instance.
+    candidates: bool [B, M, h, w] candidate positions (level mask > 0.1).
+    k: kernels per instance (POS_NUM).
+  Returns:
+    kernels [B, M, k', E] and weights [B, M, k'] summing to 1 (or 0 without candidates),
+    k' = min(k, h*w).
+  """
+  b, h, w, nth = center_logits.shape
+  scores = jax.nn.sigmoid(center_logits).reshape(b, h * w, nth)
+  scores = jnp.take_along_axis(jnp.swapaxes(scores, 1, 2), classes[..., None], axis=1)
+  scores = scores * candidates.reshape(b, -1, h * w)                       # [B,M,P]
+  vals, idx = jax.lax.top_k(scores, min(k, h * w))
+  weights = vals / jnp.maximum(vals.sum(-1, keepdims=True), 1e-8)
+  m, kk = idx.shape[1:]
+  kern = jnp.take_along_axis(kernel_map.reshape(b, h * w, -1), idx.reshape(b, m * kk, 1),
+                             axis=1)
+  return kern.reshape(b, m, kk, -1), weights
+
+
+def stuff_kernels_from_masks(*, kernel_map: jax.Array, bias: jax.Array, masks: jax.Array
+                             ) -> jax.Array:
+  """Stuff kernels: mean over the whole level map of mask * kernel map, plus the bias.
+
+  Args:
+    kernel_map: [B, h, w, E] projected (bias-free) stuff kernel map.
+    bias: [E] projection bias.
+    masks: [B, h, w, Nst] region masks (binary in training, one-hot argmax in inference).
+  Returns:
+    [B, Nst, E].
+  """
+  h, w = kernel_map.shape[1:3]
+  pooled = jnp.einsum('bhws,bhwe->bse', masks.astype(kernel_map.dtype), kernel_map) / (h * w)
+  return pooled + bias
+
+
+def panoptic_fcn_loss(outputs: dict, targets: dict, *, pos_num: int = 7,
+                      pos_weight: float = 1.0, seg_weight: float = 4.0,
+                      focal_alpha: float = 0.25, focal_gamma: float = 2.0
+                      ) -> tuple[jax.Array, dict]:
+  """Total PanopticFCN loss and its parts.
+
+  Args:
+    outputs: the model output dict (see `hybrid_jax.models.panoptic_fcn`), batch B.
+    targets: `panoptic_fcn_targets.build_batch_targets` output for the same (padded) frames.
+    pos_num: k, kernels per thing assignment (7 default, 3 in the 400/512 configs).
+    pos_weight, seg_weight: lambda_pos (1) and lambda_seg (3 COCO, 4 Cityscapes).
+    focal_alpha, focal_gamma: focal loss settings.
+  Returns:
+    (scalar loss, metrics dict of scalars: loss, loss_pos_th, loss_pos_st, loss_seg_th,
+    loss_seg_st, num_things (N_th), num_stuff (N_st)).
+  """
+  encode = outputs['encode_feat']
+  b, hq, wq, e = encode.shape
+  enc = encode.reshape(b, hq * wq, e)
+  inst_masks = targets['inst_masks'].reshape(b, -1, hq * wq)             # [B,M,Q]
+  stuff_masks = jnp.swapaxes(targets['stuff_masks'].reshape(b, hq * wq, -1), 1, 2)  # [B,S,Q]
+  levels = targets['inst_levels'].astype(jnp.float32)                     # [B,M,L]
+  present = targets['stuff_present'].astype(jnp.float32)                  # [B,L,S]
+  n_th = levels.sum()
+  n_st = present.sum()
+
+  pos_th = pos_st = seg_th = seg_st = 0.0
+  for l, (inst_logits, stuff_logits) in enumerate(zip(outputs['inst_logits'],
+                                                      outputs['stuff_logits'])):
+    pos_th += sigmoid_focal_loss(logits=inst_logits, targets=targets['thing_heatmaps'][l],
+                                 alpha=focal_alpha, gamma=focal_gamma).sum()
+    st = sigmoid_focal_loss(logits=stuff_logits, targets=targets['stuff_maps'][l],
+                            alpha=focal_alpha, gamma=focal_gamma)
+    pos_st += st.mean(axis=(1, 2)).sum()
+
+    kern, weights = select_thing_kernels(
+        center_logits=inst_logits, kernel_map=outputs['thing_kernels'][l],
+        classes=targets['inst_classes'], candidates=targets['inst_candidates'][l], k=pos_num)
+    logits = jnp.einsum('bmke,bqe->bmkq', kern, enc)
+    dice = dice_loss(logits=logits, targets=inst_masks[:, :, None, :])   # [B,M,k]
+    seg_th += ((dice * weights).sum(-1) * levels[:, :, l]).sum()
+
+    region = targets['stuff_maps'][l] > 0
+    skern = stuff_kernels_from_masks(kernel_map=outputs['stuff_kernels'][l],
+                                     bias=outputs['stuff_bias'], masks=region)
+    slogits = jnp.einsum('bse,bqe->bsq', skern, enc)
+    sdice = dice_loss(logits=slogits, targets=stuff_masks)                # [B,S]
+    seg_st += (sdice * present[:, l, :]).sum()
+
+  loss_pos_th = pos_weight * pos_th / jnp.maximum(n_th, 1.0)
+  loss_pos_st = pos_weight * pos_st / b
+  loss_seg_th = seg_weight * seg_th / jnp.maximum(n_th, 1.0)
+  loss_seg_st = seg_weight * seg_st / jnp.maximum(n_st, 1.0)
+  loss = loss_pos_th + loss_pos_st + loss_seg_th + loss_seg_st
+  metrics = {'loss': loss, 'loss_pos_th': loss_pos_th, 'loss_pos_st': loss_pos_st,
+             'loss_seg_th': loss_seg_th, 'loss_seg_st': loss_seg_st,
+             'num_things': n_th, 'num_stuff': n_st}
+  return loss, metrics

@@ -1,0 +1,354 @@
+"""The segmenter seam: build / init PanopticFCN from a config, its loss and its inference.
+
+Other parts of hybrid_jax should only need this module:
+
+  model = build_segmenter(cfg.seg, categories)          # a PanopticFCN flax module
+  variables = init_segmenter(model, rng, (H, W))        # {'params', 'batch_stats'}
+  loss, metrics = segmenter_loss_fn(params, batch_stats, batch, rng, model=model)
+  segment = make_segment_fn(model)                      # jitted: (variables, uint8 images) -> dict
+
+The module carries its class layout, input normalisation and loss / inference settings in a
+frozen `SegmenterSpec` attribute (``model.spec``). Targets are built **inside jit** from the padded panoptic map
+(`panoptic_fcn_targets`), so a batch is just ``{'image': uint8 [B,H,W,3], 'panoptic':
+int32 [B,H,W]}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hybrid_jax import errors
+from hybrid_jax.data import categories as cat_lib
+from hybrid_jax.losses import panoptic as panoptic_losses
+from hybrid_jax.models import panoptic_fcn
+from hybrid_jax.models import panoptic_fcn_inference as inference_lib
+from hybrid_jax.models import panoptic_fcn_targets as targets_lib
+from hybrid_jax.models import resnet
+
+SIZE_DIVISIBILITY = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+  """How uint8 RGB frames become network input: optional RGB->BGR, (x - mean) / std."""
+  input_format: str                 # 'RGB' | 'BGR' (channel order the weights expect)
+  pixel_mean: tuple[float, float, float]  # in that channel order, 0..255 scale
+  pixel_std: tuple[float, float, float]
+
+  def to_metadata(self) -> dict:
+    return {'input_format': self.input_format, 'pixel_mean': list(self.pixel_mean),
+            'pixel_std': list(self.pixel_std)}
+
+
+INPUT_SPECS = {
+    # torchvision ImageNet weights (and our default for training from scratch).
+    'torchvision': InputSpec('RGB', (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+    # Detectron2 MSRA R-50.pkl (Caffe2): BGR, std folded into conv1.
+    'detectron2': InputSpec('BGR', (103.53, 116.28, 123.675), (1.0, 1.0, 1.0)),
+    # The official PanopticFCN configs: RGB-ordered means subtracted from a BGR image (quirk,
+    # reference panoptic_fcn_checkpoints.md §2.2); needed to reproduce the released models.
+    'panoptic_fcn': InputSpec('BGR', (123.675, 116.28, 103.53), (1.0, 1.0, 1.0)),
+}
+
+
+def input_spec_from_metadata(meta: dict) -> InputSpec:
+  try:
+    return InputSpec(str(meta['input_format']), tuple(float(v) for v in meta['pixel_mean']),
+                     tuple(float(v) for v in meta['pixel_std']))
+  except (KeyError, TypeError, ValueError) as exc:
+    raise errors.CheckpointError(f'Checkpoint metadata lacks a valid input spec: {exc}') from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmenterSpec:
+  """Everything static about a segmenter besides its network shape."""
+  layout: targets_lib.ClassLayout
+  input: InputSpec
+  targets: targets_lib.TargetSpec
+  inference: inference_lib.InferenceConfig
+  pos_num: int = 7
+  pos_weight: float = 1.0
+  seg_weight: float = 4.0
+
+
+# Widths per backbone name (overridable by cfg.seg fields of the same name).
+_SIZES = {
+    'resnet50': dict(fpn_dim=256, head_dim=256, embed_dim=64),
+    'resnet_small': dict(fpn_dim=64, head_dim=64, embed_dim=32),
+    'resnet_tiny': dict(fpn_dim=16, head_dim=16, embed_dim=8),
+}
+
+class Segmenter(panoptic_fcn.PanopticFCN):
+  """PanopticFCN carrying its (frozen, hashable) `SegmenterSpec`; the network ignores it."""
+  spec: Any = None
+
+
+def spec_of(model: panoptic_fcn.PanopticFCN) -> SegmenterSpec:
+  spec = getattr(model, 'spec', None)
+  if not isinstance(spec, SegmenterSpec):
+    raise errors.ConfigError('This model was not made by build_segmenter; pass its spec.')
+  return spec
+
+
+def _get(cfg, name: str, default):
+  if cfg is None:
+    return default
+  try:
+    value = cfg.get(name, default) if hasattr(cfg, 'get') else getattr(cfg, name, default)
+  except Exception:  # noqa: BLE001 - locked ConfigDicts raise on unknown keys in some versions
+    value = default
+  return default if value is None else value
+
+
+def build_segmenter(seg_cfg, categories: Sequence[cat_lib.Category], *,
+                    pretrained_meta: dict | None = None) -> Segmenter:
+  """PanopticFCN for the category table `categories`, configured by `seg_cfg` (cfg.seg).
+
+  Fields read (all optional; defaults in brackets): backbone ['resnet50'],
+  stride_in_1x1 [True for resnet50, else False (unused by basic blocks)], backbone_norm [''],
+  fpn_dim / head_dim / embed_dim [per backbone: 256/256/64, 64/64/32, 16/16/8],
+  (stride_in_1x1 default: True for resnet50, i.e. Detectron2 / PanopticFCN weights),
+  position_deform ['v2'], num_head_convs [3], input_spec ['panoptic_fcn' for resnet50, else 'torchvision'],
+  stuff_with_thing [True], max_instances [32], instance_scales [COCO ranges; halved for
+  resnet_small / resnet_tiny], pos_num [7], pos_weight [1.0], seg_weight [4.0], and an optional
+  ``inference`` sub-config (dict or ConfigDict) with the fields of `InferenceConfig` [official
+  values; for resnet_small / resnet_tiny stuff_area_limit 64 and max_instances =
+  max_instances, because their frames are small].
+
+  pretrained_meta: metadata of the converted checkpoint that will be loaded
+  (`hybrid_jax.training.pretrained.load_metadata`); unless the config sets them, its
+  stride_in_1x1 and input normalisation are used, so the model matches the weights.
+  """
+  backbone = _get(seg_cfg, 'backbone', 'resnet50')
+  resnet.get_spec(backbone)  # raises ConfigError for unknown names
+  if not categories:
+    raise errors.ConfigError('The category table is empty.')
+  layout = targets_lib.ClassLayout.from_categories(
+      categories, with_thing=bool(_get(seg_cfg, 'stuff_with_thing', True)))
+  if layout.num_thing == 0 or layout.num_stuff == 0:
+    raise errors.ConfigError(
+        f'PanopticFCN needs at least one thing and one stuff channel; the table has '
+        f'{layout.num_thing} thing and {len(layout.stuff_ids)} stuff classes.')
+  sizes = dict(_SIZES[backbone])
+  for key in sizes:
+    sizes[key] = int(_get(seg_cfg, key, sizes[key]))
+  deform = _get(seg_cfg, 'position_deform', 'v2')
+  if deform not in panoptic_fcn.DEFORM_KINDS:
+    raise errors.ConfigError(f'seg.position_deform={deform!r}; use one of '
+                             f'{panoptic_fcn.DEFORM_KINDS}.')
+  default_spec = 'panoptic_fcn' if backbone == 'resnet50' else 'torchvision'
+  default_stride = backbone == 'resnet50'
+  meta_spec = None
+  if pretrained_meta and 'input_format' in pretrained_meta:
+    meta_spec = input_spec_from_metadata(pretrained_meta)
+    default_spec = next((k for k, v in INPUT_SPECS.items() if v == meta_spec), '')
+    default_stride = bool(pretrained_meta.get('stride_in_1x1', default_stride))
+  spec_name = _get(seg_cfg, 'input_spec', default_spec)
+  if spec_name and spec_name not in INPUT_SPECS:
+    raise errors.ConfigError(f'seg.input_spec={spec_name!r}; use one of {sorted(INPUT_SPECS)}.')
+  input_spec = INPUT_SPECS[spec_name] if spec_name else meta_spec
+  small = backbone != 'resnet50'  # CPU models on small frames (e.g. 128x256 synthetic)
+  default_scales = (targets_lib.scaled_instance_scales(0.5) if small
+                    else targets_lib.COCO_SCALES)
+  scales = tuple(tuple(float(v) for v in r) for r in
+                 _get(seg_cfg, 'instance_scales', default_scales))
+  max_instances = int(_get(seg_cfg, 'max_instances', 32))
+  tspec = targets_lib.TargetSpec(layout, max_instances=max_instances, instance_scales=scales)
+  inf_cfg = _get(seg_cfg, 'inference', None)
+  inf_fields = {f.name: f.default for f in dataclasses.fields(inference_lib.InferenceConfig)}
+  if small:
+    inf_fields.update(stuff_area_limit=64, max_instances=max_instances)
+  inf_kwargs = {k: _get(inf_cfg, k, v) for k, v in inf_fields.items()}
+  inf_kwargs['smooth_sizes'] = tuple(inf_kwargs['smooth_sizes'])
+  spec = SegmenterSpec(
+      layout=layout, input=input_spec, targets=tspec,
+      inference=inference_lib.InferenceConfig(**inf_kwargs),
+      pos_num=int(_get(seg_cfg, 'pos_num', 7)),
+      pos_weight=float(_get(seg_cfg, 'pos_weight', 1.0)),
+      seg_weight=float(_get(seg_cfg, 'seg_weight', 4.0)))
+  return Segmenter(
+      backbone=backbone,
+      stride_in_1x1=bool(_get(seg_cfg, 'stride_in_1x1', default_stride)),
+      backbone_norm=_get(seg_cfg, 'backbone_norm', ''), position_deform=deform,
+      num_head_convs=int(_get(seg_cfg, 'num_head_convs', 3)),
+      num_thing=layout.num_thing, num_stuff=layout.num_stuff, spec=spec, **sizes)
+
+
+def init_segmenter(model: panoptic_fcn.PanopticFCN, rng: jax.Array, image_shape) -> dict:
+  """Random variables {'params', 'batch_stats'} for frames of size image_shape = (H, W[, 3])."""
+  h, w = int(image_shape[0]), int(image_shape[1])
+  ph, pw = _padded(h), _padded(w)
+  variables = jax.jit(model.init)(_init_key(rng), jnp.zeros((1, ph, pw, 3), jnp.float32))
+  return {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
+
+
+def _init_key(rng: jax.Array) -> jax.Array:
+  """An 'rbg' key derived deterministically from `rng` (typed or raw uint32 key).
+
+  XLA on CPU compiles the threefry generator of ~150 parameter initialisers about 5x slower
+  than the RngBitGenerator-based 'rbg' one (63 s vs 12 s for resnet_tiny on the shared 2-core
+  machine), and initialisation needs no cross-platform reproducibility.
+  """
+  if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+    if str(jax.random.key_impl(rng)) == 'rbg':
+      return rng
+    rng = jax.random.key_data(rng)
+  data = jnp.resize(jnp.ravel(rng).astype(jnp.uint32), (4,))
+  return jax.random.wrap_key_data(data, impl='rbg')
+
+
+def _padded(n: int) -> int:
+  return -(-n // SIZE_DIVISIBILITY) * SIZE_DIVISIBILITY
+
+
+def preprocess_images(images: jax.Array, spec: InputSpec) -> jax.Array:
+  """uint8 RGB [B,H,W,3] -> normalised float32, zero-padded (after normalising) to /32."""
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise errors.FormatError(f'Expected RGB frames [B,H,W,3], got shape {images.shape}.')
+  if images.dtype != jnp.uint8:
+    raise errors.FormatError(f'Expected uint8 frames, got {images.dtype}.')
+  x = images.astype(jnp.float32)
+  if spec.input_format == 'BGR':
+    x = x[..., ::-1]
+  x = (x - jnp.asarray(spec.pixel_mean)) / jnp.asarray(spec.pixel_std)
+  h, w = images.shape[1:3]
+  return jnp.pad(x, ((0, 0), (0, _padded(h) - h), (0, _padded(w) - w), (0, 0)))
+
+
+def pad_panoptic(panoptic: jax.Array) -> jax.Array:
+  """int32 [B,H,W] -> padded to /32 with void (-1)."""
+  h, w = panoptic.shape[1:3]
+  return jnp.pad(panoptic, ((0, 0), (0, _padded(h) - h), (0, _padded(w) - w)),
+                 constant_values=cat_lib.VOID)
+
+
+def segmenter_loss_fn(params, batch_stats, batch: dict, rng: jax.Array | None = None, *,
+                      model: panoptic_fcn.PanopticFCN, spec: SegmenterSpec | None = None
+                      ) -> tuple[jax.Array, dict]:
+  """PanopticFCN training loss of a batch (differentiate w.r.t. `params`).
+
+  Args:
+    params, batch_stats: the model variables (batch_stats: FrozenBN buffers, unchanged).
+    batch: {'image': uint8 [B,H,W,3] RGB, 'panoptic': int32 [B,H,W]} (data contract ids).
+    rng: unused (no dropout); accepted for a uniform stage signature.
+    model: from `build_segmenter`; spec: defaults to `spec_of(model)`.
+  Returns:
+    (loss, metrics) as `hybrid_jax.losses.panoptic.panoptic_fcn_loss`.
+  """
+  del rng
+  spec = spec or spec_of(model)
+  image, pan = batch['image'], batch['panoptic']
+  if pan.shape != image.shape[:3]:
+    raise errors.FormatError(f"batch['panoptic'] {pan.shape} does not match batch['image'] "
+                             f'{image.shape}.')
+  x = preprocess_images(image, spec.input)
+  targets = targets_lib.build_batch_targets(pad_panoptic(pan.astype(jnp.int32)),
+                                            spec=spec.targets)
+  outputs = model.apply({'params': params, 'batch_stats': batch_stats}, x)
+  return panoptic_losses.panoptic_fcn_loss(
+      outputs, targets, pos_num=spec.pos_num, pos_weight=spec.pos_weight,
+      seg_weight=spec.seg_weight)
+
+
+def segment(variables: dict, images: jax.Array, *, model: panoptic_fcn.PanopticFCN,
+            spec: SegmenterSpec | None = None, output_hw=None) -> dict:
+  """Per-frame panoptic prediction (see `panoptic_fcn_inference` for the output dict).
+
+  images: uint8 RGB [B,H,W,3] of any size; output at (H, W) unless output_hw is given.
+  """
+  spec = spec or spec_of(model)
+  x = preprocess_images(images, spec.input)
+  outputs = model.apply(variables, x)
+  return inference_lib.postprocess(outputs, image_hw=images.shape[1:3], layout=spec.layout,
+                                   cfg=spec.inference, output_hw=output_hw)
+
+
+def make_segment_fn(model: panoptic_fcn.PanopticFCN, *, spec: SegmenterSpec | None = None,
+                    output_hw=None) -> Callable[[dict, jax.Array], dict]:
+  """jit-compiled `segment` (recompiles only per input shape)."""
+  spec = spec or spec_of(model)
+  return jax.jit(lambda v, im: segment(v, im, model=model, spec=spec, output_hw=output_hw))
+
+
+def trainable_mask(params: dict, *, freeze_at: int = 0) -> dict:
+  """Boolean pytree for optax.masked / multi_transform: False for frozen parameters.
+
+  freeze_at=2 freezes the stem and res2 (Detectron2 FREEZE_AT=2, used with pretrained
+  weights); 1 freezes only the stem; 0 trains everything.
+  """
+  frozen = set()
+  if freeze_at >= 1:
+    frozen.add('stem_conv1')
+  if freeze_at >= 2:
+    frozen.update(k for k in params.get('bottom_up', {}) if k.startswith('res2_'))
+
+  def mark(path, _):
+    keys = [getattr(p, 'key', None) for p in path]
+    return not (len(keys) > 1 and keys[0] == 'bottom_up' and keys[1] in frozen)
+  return jax.tree_util.tree_map_with_path(mark, params)
+
+
+def load_pretrained_into(variables: dict, pretrained: dict, meta: dict, *,
+                         model: panoptic_fcn.PanopticFCN | None = None) -> tuple[dict, str]:
+  """Merges converted weights (from `hybrid_jax.training.pretrained.load_pretrained`).
+
+  'resnet50' checkpoints replace the backbone ('bottom_up'); 'panoptic_fcn_r50' checkpoints
+  replace every variable they hold. Shapes must match; with `model`, its stride placement
+  and input normalisation must match the metadata (set cfg.seg.stride_in_1x1 and
+  cfg.seg.input_spec accordingly). Returns (variables, report line).
+  """
+  arch = meta.get('architecture')
+  if model is not None and 'stride_in_1x1' in meta:
+    if bool(meta['stride_in_1x1']) != bool(model.stride_in_1x1):
+      raise errors.CheckpointError(
+          f'The {arch} checkpoint was trained with stride_in_1x1={meta["stride_in_1x1"]}, the '
+          f'model has {model.stride_in_1x1}; set seg.stride_in_1x1 to match.')
+    spec = getattr(model, 'spec', None)
+    if isinstance(spec, SegmenterSpec) and 'input_format' in meta:
+      want = input_spec_from_metadata(meta)
+      if want != spec.input:
+        raise errors.CheckpointError(
+            f'The {arch} checkpoint expects input {want}, the model normalises as {spec.input}; '
+            f'set seg.input_spec to one of {sorted(INPUT_SPECS)} that matches.')
+  if arch == 'resnet50':
+    sub = {c: {'bottom_up': pretrained.get(c, {})} for c in ('params', 'batch_stats')}
+  elif arch == 'panoptic_fcn_r50':
+    sub = pretrained
+  else:
+    raise errors.CheckpointError(f'Cannot load a {arch!r} checkpoint into PanopticFCN; '
+                                 "convert a 'resnet50' or 'panoptic_fcn_r50' checkpoint.")
+  flat_new = dict(_flatten(sub))
+  flat_old = dict(_flatten(variables))
+  for path, value in flat_new.items():
+    if path not in flat_old:
+      raise errors.CheckpointError(f'Checkpoint entry {"/".join(path)} does not exist in this '
+                                   'model (another backbone or head size?).')
+    if tuple(np.shape(value)) != tuple(np.shape(flat_old[path])):
+      raise errors.CheckpointError(
+          f'Checkpoint entry {"/".join(path)} has shape {np.shape(value)}, the model expects '
+          f'{np.shape(flat_old[path])}.')
+  merged = {**flat_old, **{k: jnp.asarray(v) for k, v in flat_new.items()}}
+  return _unflatten(merged), f'loaded {len(flat_new)} of {len(flat_old)} arrays ({arch}).'
+
+
+def _flatten(tree, prefix=()):
+  if isinstance(tree, dict):
+    for k, v in tree.items():
+      yield from _flatten(v, prefix + (k,))
+  else:
+    yield prefix, tree
+
+
+def _unflatten(flat: dict) -> dict:
+  out: dict[str, Any] = {}
+  for path, v in flat.items():
+    d = out
+    for k in path[:-1]:
+      d = d.setdefault(k, {})
+    d[path[-1]] = v
+  return out
