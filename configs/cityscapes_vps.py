@@ -115,6 +115,7 @@ def build_config(arg: str, dataset: dict):
   # steps and clipping at 35 are PanopticFCN's (it clamps element-wise: grad_clip_mode
   # 'value'); PanopticFCN decays with the 'poly' schedule.
   c.seg.backbone = p['backbone']
+  c.seg.position_deform = 'v2'     # PanopticFCN's default deformable position head
   st = c.seg.train
   st.steps, st.batch_size, st.optimizer, st.lr = 520_000, 4, 'sgd', 0.0025
   st.momentum, st.weight_decay, st.schedule, st.warmup_steps = 0.9, 1e-4, 'poly', 1000

@@ -54,6 +54,8 @@ def check_config(config) -> None:
       if 'grad_clip_mode' in t:
         _choice(t, 'grad_clip_mode', f'{stage}.train', ('norm', 'value'))
       _choice(t, 'schedule', f'{stage}.train', ('constant', 'cosine', 'onecycle', 'step', 'poly'))
+  if 'seg' in config and 'position_deform' in config.seg:
+    _choice(config.seg, 'position_deform', 'seg', ('v2', 'v1', 'none'))
   if 'flow' in config:
     _choice(config.flow, 'source', 'flow', ('raft', 'gt', 'flo'))
     _choice(config.flow, 'variant', 'flow', ('small', 'standard'))

@@ -54,6 +54,10 @@ def train_seg(config, workdir):
 
 def flow_variables(config, workdir):
   """RAFT weights: trained here on ground-truth flow (synthetic), or converted (real data)."""
+  if config.flow.source == 'flo':
+    raise errors.ConfigError(
+        "flow.source='flo' reads .flo files, which only the external-prediction command takes: "
+        'python -m hybrid_jax.track --pred-dir ... --flow-dir DIR. Use raft or gt here.')
   if config.flow.source != 'raft':
     return None
   source = datasets.get_source(config, 'val', _data_dir(config, workdir))
@@ -72,6 +76,9 @@ def train_flow(config, workdir):
 
 
 def train_track(config, workdir, *, flow_vars=None):
+  # The fusion is fitted on pixel matrices from the flow the tracker will use at test time.
+  if flow_vars is None:
+    flow_vars = flow_variables(config, workdir)
   flow_fn = None
   if flow_vars is not None:
     flow_fn = lambda a, b: raft_lib.estimate_flow(  # noqa: E731
@@ -126,7 +133,9 @@ def track(config, workdir, *, models: video.TrainedModels | None = None) -> dict
   source = datasets.get_source(config, 'val', _data_dir(config, workdir))
   _, gt_json = _gt_layout(config, workdir)
   ids_by_video = _image_ids_by_video(gt_json)
-  segment_fn, flow_fn, embed_fn = models.segment_fn(), models.flow_fn(), models.embed_fn()
+  use_gt_flow = config.flow.source == 'gt'
+  segment_fn, embed_fn = models.segment_fn(), models.embed_fn()
+  flow_fn = None if use_gt_flow else models.flow_fn()
   trackers = {}
   for name, variant, temporal in VARIANTS:
     trackers[name] = video.tracker_lib.VideoTracker(
@@ -145,7 +154,8 @@ def track(config, workdir, *, models: video.TrainedModels | None = None) -> dict
   for i in tqdm(range(len(source)), desc='track', disable=not sys.stderr.isatty()):
     clip = source[i]
     frames = np.asarray(clip['frames'])
-    p = video.predict_clip(models, frames, segment_fn=segment_fn, flow_fn=flow_fn)
+    p = video.predict_clip(models, frames, segment_fn=segment_fn, flow_fn=flow_fn,
+                           given_flow=clip.get('flow') if use_gt_flow else None)
     if i > 0 or len(source) == 1:  # the first clip pays for compilation
       net_seconds['seg'] += p.seg_seconds
       net_seconds['flow'] += p.flow_seconds
@@ -207,7 +217,7 @@ def evaluate(config, workdir, *, tracked: dict | None = None) -> list[dict]:
   for name, variant, _ in VARIANTS:
     res = evaluate_official(gt_dir, gt_json, tracked[name]['pred_dir'],
                             dataset=config.eval.dataset, metrics=metrics,
-                            frames_per_video=None if config.data.name == 'synthetic_vps' else -1)
+                            frames_per_video=None)  # videos by image-id prefix (VVVV_...)
     eval_report.write_json(res, os.path.join(tracked[name]['pred_dir'], 'eval.json'))
     seconds = tracked[name]['seconds_tracking'] + net['seg']
     if variant in ('pixel', 'hybrid'):

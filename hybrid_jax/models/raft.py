@@ -149,6 +149,9 @@ class RAFT(nn.Module):
     dropout: Dropout2d rate after the encoders (official default 0).
     freeze_bn: use BN running statistics while training (official: all stages after Chairs).
     pad_mode: 'sintel' | 'kitti' InputPadder placement.
+    unroll: refinement iterations unrolled per scan step. The values are identical; on CPU
+      the backward pass of a rolled scan runs ~8x slower than unrolled (measured 8.1 s vs
+      0.95 s per RAFT-small step at 64x128, batch 4, 8 iterations), so training unrolls.
   """
   variant: str = 'standard'
   corr: str = 'all_pairs'
@@ -156,6 +159,7 @@ class RAFT(nn.Module):
   dropout: float = 0.0
   freeze_bn: bool = False
   pad_mode: str = 'sintel'
+  unroll: int = 1
 
   @nn.compact
   def __call__(self, image1: Array, image2: Array, *, iters: int = 12,
@@ -194,7 +198,8 @@ class RAFT(nn.Module):
     if self.remat:
       step = nn.remat(step, prevent_cse=False)
     scan = nn.scan(step, variable_broadcast='params', split_rngs={'params': False},
-                   in_axes=(nn.broadcast, nn.broadcast, nn.broadcast), length=iters)
+                   in_axes=(nn.broadcast, nn.broadcast, nn.broadcast), length=iters,
+                   unroll=max(1, min(int(self.unroll), iters)))
     refine = scan(self.variant, all_iterations, name='update_block')
     (net, coords1), emitted = refine((net, coords1), inp, corr_state, coords0)
     mask_head = None if small else MaskHead(name='mask')

@@ -32,7 +32,9 @@ def build(config):
   table = categories_lib.get_categories(config.data.categories)
   seg_cfg = config.seg.to_dict()
   seg_cfg.setdefault('max_instances', config.data.max_instances)
-  return seg_lib.build_segmenter(seg_cfg, table), table
+  # Converted weights decide the stride placement and the input normalisation.
+  meta = pretrained.load_metadata(config.seg.checkpoint) if config.seg.checkpoint else None
+  return seg_lib.build_segmenter(seg_cfg, table, pretrained_meta=meta), table
 
 
 def initial_variables(config, model) -> tuple[dict, tuple[str, ...]]:
