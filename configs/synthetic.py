@@ -32,6 +32,9 @@ def get_config(arg: str = ''):
   c = ml_collections.ConfigDict()
   c.preset = preset
   c.mode = 'all'  # see hybrid_jax.config_checks.MODES
+  # mode=track on your own video: an mp4/avi file or a folder of png/jpg frames ('' = track
+  # the val split); outputs in <workdir>/track_video/<name>/ (hybrid_jax/track_video.py).
+  c.input = ''
   c.seed = 0
 
   # ---- data ---------------------------------------------------------------------------

@@ -72,6 +72,15 @@ def _experiment(name: str) -> Callable:
   return fn
 
 
+def mode_track(config, workdir):
+  """config.input set: track that video (track_video); else the val split (experiment)."""
+  if config.get('input'):
+    from hybrid_jax import track_video
+    return track_video.track_video(config, workdir, config.input)
+  from hybrid_jax import experiment
+  return experiment.track(config, workdir)
+
+
 MODES: dict[str, Callable] = {
     'data': mode_data,
     'show': mode_show,
@@ -79,7 +88,7 @@ MODES: dict[str, Callable] = {
     'train_seg': _experiment('train_seg'),
     'train_flow': _experiment('train_flow'),
     'train_track': _experiment('train_track'),
-    'track': _experiment('track'),
+    'track': mode_track,
     'eval': _experiment('evaluate'),
     'all': _experiment('train_and_evaluate'),
 }
