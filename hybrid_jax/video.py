@@ -111,3 +111,29 @@ def track_clip(tracker: tracker_lib.VideoTracker, frames: np.ndarray,
                             frame_index=t)
     out.append(result.panoptic)
   return np.stack(out), time.perf_counter() - t0
+
+
+def ground_truth_segments(panoptic: np.ndarray, table, max_instances: int) -> dict:
+  """The segmenter-output dict built from ground-truth panoptic maps [T, H, W].
+
+  Tracking these isolates the tracker from the segmenter (an oracle segmenter, as the paper's
+  "VPSNet-FuseTrack + Pixel" row swaps in another segmenter's per-frame output). The ids are
+  per frame: instance numbers are re-assigned every frame, so nothing of the ground-truth
+  tracks leaks into the tracker.
+  """
+  keys = ('masks', 'classes', 'scores', 'boxes', 'valid')
+  out = {k: [] for k in keys}
+  pans = []
+  for pan in np.asarray(panoptic):
+    inst, seg_ids = instances_lib.instances_from_panoptic(pan, table, max_instances)
+    for k in keys:
+      out[k].append(np.asarray(getattr(inst, k)))
+    frame = np.where(pan >= 0, (pan // 1000) * 1000, pan)  # stuff (and void) as given
+    for slot in np.flatnonzero(np.asarray(inst.valid)):
+      frame[pan == seg_ids[slot]] = int(inst.classes[slot]) * 1000 + slot + 1
+    pans.append(frame.astype(np.int32))
+  seg = {k: np.stack(v) for k, v in out.items()}
+  seg['panoptic'] = np.stack(pans)
+  seg['scores'] = np.where(seg['valid'], 1.0, 0.0).astype(np.float32)
+  seg['kernels'] = np.zeros(seg['valid'].shape + (1,), np.float32)
+  return seg

@@ -1,0 +1,1 @@
+"""Scripts that reproduce the paper's tables (run as ``python experiments/<name>.py``)."""

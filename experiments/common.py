@@ -1,0 +1,356 @@
+r"""Shared machinery of the paper-table scripts: one network pass per clip, many trackers.
+
+Every experiment is a list of tracker `Setting`s (variant, mutual check, temporal memory, θ,
+RAFT iterations). The expensive part — the segmenter and RAFT — runs once per clip; only the
+cheap online tracker is re-run per setting. Predictions of the labelled frames are scored in
+memory with `hybrid_jax.evaluation.evaluate_arrays` (the same VPQ as the official evaluator).
+
+The core, `sweep`, takes precomputed `Clip`s (any per-frame segmenter output and flow), so it
+runs on ground-truth instances in the tests; `run_cli` wires it to a trained run directory:
+
+  python experiments/<name>.py --config configs/synthetic.py --workdir DIR \
+      [--config.x=y ...] [--max-clips N] [--out FILE.md] [--stq]
+
+The workdir is an ordinary run directory: stages missing there are trained (as mode=all
+would), finished ones are reused. The table goes to <workdir>/experiments/<name>.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # `python experiments/x.py` puts only experiments/ on the path
+  sys.path.insert(0, ROOT)
+
+from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from hybrid_jax import errors  # noqa: E402
+from hybrid_jax import video  # noqa: E402
+from hybrid_jax.tracking import tracker as tracker_lib  # noqa: E402
+
+KS = ('0', '5', '10', '15')
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  """One tracker configuration (one row, or one cell, of a paper table).
+
+  Attributes:
+    name: label in the table.
+    variant: 'instance' | 'pixel' | 'hybrid'.
+    temporal: temporal-consistency memory on.
+    mutual_check: 1-to-1 mutual check on.
+    temporal_threshold: θ; None = the value in `tracker_kwargs` (config.track).
+    flow_iters: RAFT iterations for this setting's flow; None = the clip's precomputed flow.
+  """
+  name: str
+  variant: str
+  temporal: bool = False
+  mutual_check: bool = True
+  temporal_threshold: float | None = None
+  flow_iters: int | None = None
+
+  @property
+  def needs_flow(self) -> bool:
+    return self.variant in ('pixel', 'hybrid')
+
+
+@dataclasses.dataclass
+class Clip:
+  """One val clip with its network outputs.
+
+  Attributes:
+    video_id: name of the clip.
+    frames: uint8 [T, H, W, 3].
+    panoptic: int32 [T, H, W] ground truth (category*1000 + track id, -1 void).
+    labelled: bool [T] frames that are scored.
+    preds: video.ClipPredictions (seg dict with numpy [T, ...] arrays: panoptic, masks,
+      classes, scores, boxes, valid, kernels; flow [T-1, H, W, 2]; timings in seconds).
+  """
+  video_id: str
+  frames: np.ndarray
+  panoptic: np.ndarray
+  labelled: np.ndarray
+  preds: video.ClipPredictions
+
+
+FlowFor = Callable[[Clip, int], tuple[np.ndarray, float]]
+
+
+def make_tracker(setting: Setting, tracker_kwargs: Mapping[str, Any]) -> tracker_lib.VideoTracker:
+  """The VideoTracker of `setting`; `tracker_kwargs` holds everything settings share."""
+  kwargs = dict(tracker_kwargs)
+  if setting.temporal_threshold is not None:
+    kwargs['temporal_threshold'] = setting.temporal_threshold
+  return tracker_lib.VideoTracker(setting.variant, temporal=setting.temporal,
+                                  mutual_check=setting.mutual_check, **kwargs)
+
+
+def _progress(iterable, **kwargs):
+  from tqdm import tqdm
+  return tqdm(iterable, disable=not sys.stderr.isatty(), **kwargs)
+
+
+def sweep(clips: Iterable[Clip], settings: Sequence[Setting], *,
+          tracker_kwargs: Mapping[str, Any], categories: Any, dataset: str = 'cityscapes_vps',
+          metrics: Sequence[str] = ('vpq',), flow_for: FlowFor | None = None,
+          num_clips: int | None = None) -> list[dict]:
+  """Tracks every clip with every setting and scores each setting over all clips.
+
+  Clips are consumed one at a time (a generator may compute them lazily); only the labelled
+  frames' predictions are kept, so memory holds settings × labelled frames, not network
+  outputs of the whole split.
+
+  Args:
+    clips: the val clips with their precomputed network outputs.
+    settings: tracker configurations; names must be distinct.
+    tracker_kwargs: VideoTracker keyword arguments shared by all settings (threshold,
+      temporal_threshold, memory_frames, max_instances, matcher, embed_fn, fusion_params,
+      categories, dustbin_logit).
+    categories: category table or its name, for the evaluator.
+    dataset: VPQ protocol ('cityscapes_vps' | 'viper'; config.eval.dataset).
+    metrics: 'vpq' and optionally 'stq'.
+    flow_for: ``flow_for(clip, iters) -> (flow [T-1, H, W, 2], seconds)``; needed by settings
+      with `flow_iters` (computed once per clip and iteration count).
+    num_clips: length of `clips` for the progress bar, when it is a generator.
+
+  Returns:
+    One dict per setting, in order: {'name', 'setting', 'results' (evaluate_arrays output),
+    'fps' (frames / (segmenter + flow when used + tracker) seconds; the first clip is left
+    out when there are several, since it pays for compilation), 'frames'}.
+  """
+  from hybrid_jax.evaluation import evaluate_arrays
+  names = [s.name for s in settings]
+  if len(set(names)) != len(names):
+    raise errors.ConfigError(f'Setting names must be distinct, got {names}.')
+  if any(s.flow_iters is not None for s in settings) and flow_for is None:
+    raise errors.ConfigError('Settings with flow_iters need a flow_for(clip, iters) function.')
+  trackers = [make_tracker(s, tracker_kwargs) for s in settings]
+  gt_videos, video_ids = [], []
+  preds = [[] for _ in settings]
+  # [all clips, clips after the first] seconds and frames per setting.
+  seconds = np.zeros((2, len(settings)))
+  frames_count = np.zeros(2)
+  n_clips = 0
+  for clip in _progress(clips, total=num_clips, desc='clips'):
+    lab = np.flatnonzero(np.asarray(clip.labelled, bool))
+    gt_videos.append(np.asarray(clip.panoptic)[lab])
+    video_ids.append(str(clip.video_id))
+    flows: dict[int, tuple[np.ndarray, float]] = {}
+    clip_seconds = np.zeros(len(settings))
+    for k, (setting, tracker) in enumerate(zip(settings, trackers)):
+      p = clip.preds
+      flow_seconds = p.flow_seconds
+      if setting.flow_iters is not None:
+        if setting.flow_iters not in flows:
+          flows[setting.flow_iters] = flow_for(clip, setting.flow_iters)
+        flow, flow_seconds = flows[setting.flow_iters]
+        p = dataclasses.replace(p, flow=np.asarray(flow, np.float32), flow_seconds=flow_seconds)
+      pan, track_seconds = video.track_clip(tracker, clip.frames, p)
+      preds[k].append(pan[lab])
+      clip_seconds[k] = p.seg_seconds + track_seconds + (flow_seconds if setting.needs_flow
+                                                          else 0.0)
+    seconds[0] += clip_seconds
+    frames_count[0] += len(clip.frames)
+    if n_clips > 0:
+      seconds[1] += clip_seconds
+      frames_count[1] += len(clip.frames)
+    n_clips += 1
+  if n_clips == 0:
+    raise errors.DatasetError('No clips to evaluate (is the val split empty, or --max-clips 0?).')
+  use = 1 if n_clips > 1 else 0
+  rows = []
+  for k, setting in enumerate(_progress(settings, desc='evaluating')):
+    res = evaluate_arrays(gt_videos, preds[k], categories, dataset=dataset,
+                          metrics=tuple(metrics), video_ids=video_ids)
+    sec = seconds[use, k]
+    rows.append({'name': setting.name, 'setting': setting, 'results': res,
+                 'fps': float(frames_count[use] / sec) if sec > 0 else None,
+                 'frames': int(frames_count[use])})
+  return rows
+
+
+# ---- markdown ------------------------------------------------------------------------------
+
+def vpq_cell(group: Mapping[str, Mapping[str, float]], digits: int = 1) -> str:
+  """'VPQ / VPQ_Th / VPQ_St' of one window (or of 'final')."""
+  return ' / '.join(f'{group[g]["pq"]:.{digits}f}' for g in ('all', 'things', 'stuff'))
+
+
+def fps_cell(fps: float | None) -> str:
+  return f'{fps:.1f}' if fps else '—'
+
+
+def header(title: str, config, num_clips: int) -> list[str]:
+  return [f'# {title}', '',
+          f'{config.data.name} val, {num_clips} clip(s); VPQ protocol {config.eval.dataset}; '
+          f'flow source {config.flow.source}. Scores in %, computed in memory on the labelled '
+          'frames with hybrid_jax.evaluation.evaluate_arrays (the official VPQ).', '']
+
+
+# ---- command line ---------------------------------------------------------------------------
+
+def raft_flow_for(models: video.TrainedModels, *, batch: int = 4) -> FlowFor:
+  """flow_for(clip, iters) running the run's RAFT with `iters` refinement iterations."""
+  if models.flow_variables is None:
+    raise errors.ConfigError('This experiment runs RAFT: use --config.flow.source=raft (with '
+                             'trained or converted weights), not gt.')
+  fns: dict[int, Callable] = {}
+
+  def flow_for(clip: Clip, iters: int):
+    import jax
+    if iters not in fns:
+      fns[iters] = dataclasses.replace(models, flow_iters=int(iters)).flow_fn()
+    fn, frames = fns[iters], clip.frames
+    n = len(frames)
+    t0 = time.perf_counter()
+    flows = []
+    for s in range(0, n - 1, batch):  # the batching of video.predict_clip (one shape)
+      idx = np.arange(s, min(s + batch, n - 1))
+      prev, cur = frames[idx], frames[idx + 1]
+      pad = batch - len(idx)
+      if pad:
+        prev = np.concatenate([prev, np.repeat(prev[-1:], pad, 0)], 0)
+        cur = np.concatenate([cur, np.repeat(cur[-1:], pad, 0)], 0)
+      flows.append(np.asarray(jax.device_get(fn(prev, cur)))[:len(idx)])
+    h, w = frames.shape[1:3]
+    flow = np.concatenate(flows, 0) if flows else np.zeros((0, h, w, 2), np.float32)
+    return flow, time.perf_counter() - t0
+
+  return flow_for
+
+
+def tracker_kwargs_from(config, models: video.TrainedModels, table) -> dict:
+  """The VideoTracker arguments of a trained run (as experiment.track builds them)."""
+  return dict(threshold=config.track.threshold,
+              temporal_threshold=config.track.temporal_threshold,
+              memory_frames=config.track.memory_frames, max_instances=config.data.max_instances,
+              matcher=config.track.matcher, embed_fn=models.embed_fn(),
+              fusion_params=models.fusion_params, categories=table,
+              dustbin_logit=models.dustbin_logit)
+
+
+def iter_clips(config, models: video.TrainedModels, source, num: int, *,
+               with_flow: bool = True) -> Iterable[Clip]:
+  """Runs the networks over the first `num` clips of `source`, one clip at a time."""
+  segment_fn = models.segment_fn()
+  use_gt_flow = config.flow.source == 'gt'
+  flow_fn = models.flow_fn() if (with_flow and not use_gt_flow) else None
+  for i in range(num):
+    ex = source[i]
+    frames = np.asarray(ex['frames'])
+    given = None
+    if use_gt_flow:
+      given = ex.get('flow')
+      if given is None:
+        raise errors.ConfigError(f'{config.data.name} has no ground-truth flow; use '
+                                 '--config.flow.source=raft.')
+    elif not with_flow:  # the sweep computes its own flow; skip the config's RAFT pass
+      given = np.zeros((len(frames) - 1,) + frames.shape[1:3] + (2,), np.float32)
+    p = video.predict_clip(models, frames, segment_fn=segment_fn, flow_fn=flow_fn,
+                           given_flow=given)
+    yield Clip(str(ex['video_id']), frames, np.asarray(ex['panoptic']),
+               np.asarray(ex['labelled'], bool), p)
+
+
+def run_experiment(config, workdir: str, *, name: str,
+                   build_settings: Callable[[Any], Sequence[Setting]],
+                   to_markdown: Callable[[list, Any, int], str], max_clips: int | None = None,
+                   out: str | None = None, stq: bool = False, sweeps_flow: bool = False
+                   ) -> tuple[str, list[dict]]:
+  """Trains/loads the run's models, sweeps the settings, writes the markdown; returns it."""
+  from hybrid_jax import config_checks
+  from hybrid_jax import experiment
+  from hybrid_jax import run
+  from hybrid_jax.data import categories as categories_lib
+  from hybrid_jax.data import datasets
+  config_checks.check_config(config)
+  workdir = run.ensure_workdir(workdir)
+  data_dir = run.data_dir(config, workdir)
+  datasets.prepare(config, data_dir)
+  models = experiment.load_models(config, workdir)
+  table = categories_lib.get_categories(config.data.categories)
+  source = datasets.get_source(config, 'val', data_dir)
+  num = len(source) if max_clips is None else max(0, min(int(max_clips), len(source)))
+  settings = build_settings(config)
+  flow_for = raft_flow_for(models) if sweeps_flow else None
+  rows = sweep(iter_clips(config, models, source, num, with_flow=not sweeps_flow), settings,
+               tracker_kwargs=tracker_kwargs_from(config, models, table),
+               categories=config.data.categories, dataset=config.eval.dataset,
+               metrics=('vpq', 'stq') if stq else ('vpq',), flow_for=flow_for, num_clips=num)
+  text = to_markdown(rows, config, num)
+  path = out or os.path.join(workdir, 'experiments', f'{name}.md')
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, 'w') as f:
+    f.write(text)
+  print(text)
+  print(f'Wrote {path}')
+  return path, rows
+
+
+def run_cli(name: str, build_settings, to_markdown, *, sweeps_flow: bool = False) -> None:
+  """absl entry point shared by the scripts (flags parsed like hybrid_jax.main).
+
+  The flags are defined here, not at import, so that tests can import the scripts next to
+  hybrid_jax.main (which defines --config too) in one process. A script defines its own
+  extra flags before calling this; `build_settings` reads them after parsing.
+  """
+  from absl import app
+  config = config_flags.DEFINE_config_file(
+      'config', None,
+      'Config file, e.g. configs/synthetic.py or configs/cityscapes_vps.py:small.',
+      lock_config=True)
+  workdir = flags.DEFINE_string('workdir', None,
+                                'Run directory (stages are trained there if missing).')
+  max_clips = flags.DEFINE_integer('max_clips', None, 'Use only the first N val clips.')
+  out = flags.DEFINE_string('out', None,
+                            'Markdown output (default <workdir>/experiments/<name>.md).')
+  stq = flags.DEFINE_bool('stq', False, 'Also compute STQ (slower).')
+  for key in ('config', 'workdir', 'max_clips', 'out', 'stq'):  # listed by --help
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[key])
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+    try:
+      run_experiment(config.value, workdir.value, name=name, build_settings=build_settings,
+                     to_markdown=to_markdown, max_clips=max_clips.value, out=out.value,
+                     stq=stq.value, sweeps_flow=sweeps_flow)
+    except errors.HybridJaxError as exc:
+      print(f'error: {exc}', file=sys.stderr)
+      sys.exit(2)
+
+  flags.mark_flags_as_required(['config', 'workdir'])
+  app.run(main, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  """absl's parser with config mistakes in one line (as hybrid_jax.main; importing that
+  module would define --config a second time). `--max-clips` is accepted for `--max_clips`."""
+  argv = [argv[0]] + [_underscored(a) for a in argv[1:]]
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as exc:
+    print(f'error: {exc}\nPass --helpshort for the flags.', file=sys.stderr)
+    sys.exit(2)
+  except (KeyError, AttributeError, ValueError, TypeError, FileNotFoundError) as exc:
+    msg = (str(exc.args[0]) if exc.args else str(exc)).replace('\n', ' ')
+    if isinstance(exc, KeyError):
+      msg = f'unknown config key {msg}'
+    print(f'error: invalid config: {msg}', file=sys.stderr)
+    sys.exit(2)
+
+
+def _underscored(arg: str) -> str:
+  """'--max-clips=3' -> '--max_clips=3'; config overrides and values are left alone."""
+  if not arg.startswith('--') or arg.startswith('--config'):
+    return arg
+  name, sep, value = arg[2:].partition('=')
+  return '--' + name.replace('-', '_') + sep + value

@@ -1,0 +1,168 @@
+"""experiments/: the paper-table sweeps on ground-truth instances (no training, no networks).
+
+The "segmenter output" of each clip is its ground truth split into instances, the flow the
+exact synthetic flow, and the instance embedding a one-hot of the ground-truth track, so
+the known answers are: per-frame PQ (k = 0) is 100 for every tracker setting, and better flow
+can only help the pixel tracker.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import common
+from experiments import raft_iterations
+from experiments import temporal_threshold
+from experiments import tracker_ablation
+from hybrid_jax import video
+from hybrid_jax.data import categories as categories_lib
+from hybrid_jax.data import synthetic
+from hybrid_jax.tracking import instances as instances_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAX_INSTANCES = 16
+EMBED_DIM = 32
+
+
+def _gt_clip(seed: int) -> common.Clip:
+  # Every 2nd frame labelled: 5 labelled frames, so every window up to k = 15 (4 frames) exists.
+  ex = synthetic.generate_clip(seed, height=64, width=128, clip_length=10, label_every=2)
+  table = categories_lib.get_categories('synthetic')
+  pan = ex['panoptic']
+  track_ids = sorted({int(v) for v in np.unique(pan) if v >= 0 and v % 1000})
+  assert 0 < len(track_ids) <= EMBED_DIM
+  keys = ('masks', 'classes', 'scores', 'boxes', 'valid', 'kernels')
+  seg = {k: [] for k in keys}
+  for t in range(len(pan)):
+    inst, seg_ids = instances_lib.instances_from_panoptic(pan[t], table, MAX_INSTANCES)
+    # The "kernel" of an instance is a one-hot of its ground-truth track: a perfect embedding.
+    kernels = np.zeros((MAX_INSTANCES, EMBED_DIM), np.float32)
+    for k, sid in enumerate(seg_ids):
+      if sid >= 0:
+        kernels[k, track_ids.index(int(sid))] = 1.0
+    for k in keys[:-1]:
+      seg[k].append(np.asarray(getattr(inst, k)))
+    seg['kernels'].append(kernels)
+  seg = {k: np.stack(v) for k, v in seg.items()}
+  seg['panoptic'] = pan
+  preds = video.ClipPredictions(seg, ex['flow'], seg_seconds=0.01, flow_seconds=0.02)
+  return common.Clip(ex['video_id'], ex['frames'], pan, ex['labelled'], preds)
+
+
+@pytest.fixture(scope='module')
+def clips():
+  return [_gt_clip(1), _gt_clip(2)]
+
+
+def _tracker_kwargs():
+  # The memory spans the whole clip, so a hidden object can always get its id back. With the
+  # dustbin logit (a learned head's "no counterpart" column) an instance absent from frame t
+  # scores ~1/(e^5 + n) < 0.01 against every instance instead of 1/n; the match threshold
+  # 0.5 (instead of 1e-5) then keeps a reappearing object from taking a vanished one's id.
+  return dict(max_instances=MAX_INSTANCES, memory_frames=10, dustbin_logit=5.0, threshold=0.5,
+              embed_fn=lambda image, inst: 10.0 * np.asarray(inst.kernels),
+              categories=categories_lib.get_categories('synthetic'))
+
+
+def test_tracker_ablation_rows_and_markdown(clips):
+  settings = tracker_ablation.settings()
+  assert [(s.variant, s.mutual_check, s.temporal) for s in settings[:4]] == [
+      ('instance', False, False), ('instance', True, False), ('instance', False, True),
+      ('instance', True, True)]
+  rows = common.sweep(clips, settings, tracker_kwargs=_tracker_kwargs(), categories='synthetic')
+  assert [r['name'] for r in rows] == [s.name for s in settings]
+  for r in rows:
+    vpq = r['results']['vpq']
+    # Ground-truth segments: every single frame is perfect whatever the track ids are.
+    assert vpq['0']['all']['pq'] == pytest.approx(100.0)
+    assert vpq['0']['stuff']['pq'] == pytest.approx(100.0)
+    # Stuff has one fixed id per class, so no tracker can lose it at any k.
+    assert vpq['final']['stuff']['pq'] == pytest.approx(100.0)
+    # Timing of the second clip only: 10 frames / (seg + [flow] + tracker) seconds.
+    flow = 0.02 if r['setting'].needs_flow else 0.0
+    assert 0 < r['fps'] < 10 / (0.01 + flow)
+    assert r['frames'] == 10
+  by_name = {r['name']: r['results']['vpq'] for r in rows}
+  # A perfect embedding plus a memory over the whole clip keeps every id: 100 at every k.
+  for name in ('Instance Tracker + w/ Temporal', 'Instance Tracker + w/ Mutual + Temporal',
+               'HybridTracker + w/ Temporal'):
+    assert [by_name[name][k]['all']['pq'] for k in common.KS] == pytest.approx([100.0] * 4)
+  # Without the memory, objects hidden for a few frames (the synthetic clips have them)
+  # come back with new ids, which the longest window sees.
+  assert by_name['Instance Tracker']['15']['things']['pq'] < 100.0
+  assert (by_name['Pixel Tracker + w/ Temporal']['final']['things']['pq'] >=
+          by_name['Pixel Tracker']['final']['things']['pq'])
+  md = tracker_ablation.table(rows)
+  assert md[0] == '| Method | k = 0 | k = 5 | k = 10 | k = 15 | VPQ | FPS |'
+  assert len(md) == 2 + len(settings)
+  assert md[2].startswith('| Instance Tracker | 100.0 / 100.0 / 100.0 |')
+
+
+def test_temporal_threshold_table(clips):
+  thetas = (0.001, 0.02)
+  settings = temporal_threshold.settings(thetas)
+  assert len(settings) == 3 * len(thetas)
+  assert all(s.temporal for s in settings)
+  assert {s.temporal_threshold for s in settings} == set(thetas)
+  rows = common.sweep(clips, settings, tracker_kwargs=_tracker_kwargs(), categories='synthetic')
+  md = temporal_threshold.table(rows, thetas)
+  assert md[0] == '| Method | θ = 0.001 | θ = 0.02 |'
+  assert [line.split(' | ')[0] for line in md[2:]] == [
+      '| Instance Tracker', '| Pixel Tracker', '| HybridTracker']
+  by_name = {r['name']: r['results']['vpq']['final']['all']['pq'] for r in rows}
+  cell = md[3].split(' | ')[1]  # Pixel Tracker, θ = 0.001: three decimals
+  assert cell == common.vpq_cell(
+      rows[2]['results']['vpq']['final'], digits=3)
+  assert float(cell.split(' / ')[0]) == pytest.approx(
+      by_name[temporal_threshold.setting_name('Pixel Tracker', 0.001)], abs=5e-4)
+
+
+def test_raft_iterations_better_flow_scores_higher(clips):
+  calls = []
+
+  def flow_for(clip, iters):  # "RAFT" converges to the exact flow by 10 iterations
+    calls.append((clip.video_id, iters))
+    return clip.preds.flow * min(1.0, iters / 10), 0.05 * iters
+
+  iterations = (1, 10)
+  settings = raft_iterations.settings(iterations)
+  rows = common.sweep(clips, settings, tracker_kwargs=_tracker_kwargs(), categories='synthetic',
+                      flow_for=flow_for)
+  # Flow computed once per clip and iteration count.
+  assert sorted(calls) == sorted((c.video_id, n) for c in clips for n in iterations)
+  assert [r['setting'].flow_iters for r in rows] == list(iterations)
+  pq = [r['results']['vpq']['final']['things']['pq'] for r in rows]
+  assert pq[1] > pq[0]  # flow at 10% of the motion loses tracks that the exact flow keeps
+  # More iterations cost more (fake) flow time: lower FPS.
+  assert rows[1]['fps'] < rows[0]['fps']
+  md = raft_iterations.table(rows)
+  assert md[0] == '| Iterations | PQ | PQ_Th | PQ_St | FPS |'
+  assert [line.split(' | ')[0] for line in md[2:]] == ['| 1', '| 10']
+
+
+def test_sweep_rejects_duplicate_names(clips):
+  from hybrid_jax import errors
+  s = common.Setting('same', 'pixel')
+  with pytest.raises(errors.ConfigError, match='distinct'):
+    common.sweep(clips, [s, s], tracker_kwargs=_tracker_kwargs(), categories='synthetic')
+
+
+def test_cli_help_lists_flags():
+  out = subprocess.run(
+      [sys.executable, os.path.join('experiments', 'temporal_threshold.py'), '--help'],
+      cwd=ROOT, capture_output=True, text=True, timeout=120,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert out.returncode in (0, 1), out.stderr  # absl's --help exits with 1
+  assert 'Traceback' not in out.stderr
+  for flag in ('--config', '--workdir', '--max_clips', '--out', '--thetas'):
+    assert flag in out.stdout
+
+
+def test_hyphenated_flags_are_accepted():
+  assert common._underscored('--max-clips=3') == '--max_clips=3'
+  assert common._underscored('--max-clips') == '--max_clips'
+  assert common._underscored('--config.data.num-x=a-b') == '--config.data.num-x=a-b'
+  assert common._underscored('a-b') == 'a-b'
