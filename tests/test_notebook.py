@@ -95,10 +95,11 @@ def test_notebook_runs_the_tiny_pipeline(tmp_path, monkeypatch):
   report = (workdir / 'report.md').read_text()
   rows = [line for line in report.splitlines() if line.startswith('| ')]  # not '|---|'
   names = [line.split('|')[1].strip() for line in rows]
-  assert names == ['Method', *VARIANTS]  # the header, then one row per tracker variant
+  # The header, one row per tracker variant, then the same trackers on ground-truth segments.
+  assert names == ['Method', *VARIANTS, *(f'{v} (GT segments)' for v in VARIANTS)]
   # The overrides of the notebook reached the run: 3 val clips, not the preset's 2.
   eval_files = sorted((workdir / 'predictions').glob('*/eval.json'))
-  assert len(eval_files) == 4
+  assert len(eval_files) == 8
   for path in eval_files:
     res = json.loads(path.read_text())
     assert res['num_videos'] == 3
