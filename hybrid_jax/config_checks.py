@@ -54,6 +54,12 @@ def check_config(config) -> None:
       if 'grad_clip_mode' in t:
         _choice(t, 'grad_clip_mode', f'{stage}.train', ('norm', 'value'))
       _choice(t, 'schedule', f'{stage}.train', ('constant', 'cosine', 'onecycle', 'step', 'poly'))
+  if 'seg' in config and 'test_scales' in config.seg:
+    scales = tuple(float(v) for v in config.seg.test_scales)
+    if scales != (1.0,):
+      raise errors.NotAvailableYet(
+          f'config.seg.test_scales={scales}: multi-scale segmenter inference is not built yet; '
+          'use the single scale (1.0,).')
   if 'seg' in config and 'position_deform' in config.seg:
     _choice(config.seg, 'position_deform', 'seg', ('v2', 'v1', 'none'))
   if 'flow' in config:

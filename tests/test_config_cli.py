@@ -85,3 +85,10 @@ def test_cli_bad_value_is_reported(tmp_path):
   assert r.returncode == 2
   assert 'Traceback' not in r.stderr
   assert 'config.data.height=-5' in r.stderr
+
+
+def test_multi_scale_inference_is_refused_until_built():
+  c = synthetic.get_config('tiny')
+  c.seg.test_scales = (0.5, 1.0)
+  with pytest.raises(errors.NotAvailableYet, match='multi-scale'):
+    config_checks.check_config(c)
