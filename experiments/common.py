@@ -332,20 +332,9 @@ def run_cli(name: str, build_settings, to_markdown, *, sweeps_flow: bool = False
 
 
 def _parse_flags(argv):
-  """absl's parser with config mistakes in one line (as hybrid_jax.main; importing that
-  module would define --config a second time). `--max-clips` is accepted for `--max_clips`."""
-  argv = [argv[0]] + [_underscored(a) for a in argv[1:]]
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as exc:
-    print(f'error: {exc}\nPass --helpshort for the flags.', file=sys.stderr)
-    sys.exit(2)
-  except (KeyError, AttributeError, ValueError, TypeError, FileNotFoundError) as exc:
-    msg = (str(exc.args[0]) if exc.args else str(exc)).replace('\n', ' ')
-    if isinstance(exc, KeyError):
-      msg = f'unknown config key {msg}'
-    print(f'error: invalid config: {msg}', file=sys.stderr)
-    sys.exit(2)
+  """The shared config-flag parser; `--max-clips` is accepted for `--max_clips`."""
+  from hybrid_jax import cli_flags
+  return cli_flags.parse_flags([argv[0]] + [_underscored(a) for a in argv[1:]])
 
 
 def _underscored(arg: str) -> str:

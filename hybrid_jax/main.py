@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from hybrid_jax import cli_flags
 from hybrid_jax import errors
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -39,25 +40,9 @@ def main(argv):
     sys.exit(2)
 
 
-def _parse_flags(argv):
-  """absl's parser, with config mistakes reported in one line instead of a traceback."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as exc:
-    print(f'error: {exc}\nPass --helpshort for the flags.', file=sys.stderr)
-    sys.exit(2)
-  except (KeyError, AttributeError, ValueError, TypeError, FileNotFoundError) as exc:
-    # ml_collections raises these for unknown keys, bad presets and bad config files.
-    msg = (str(exc.args[0]) if exc.args else str(exc)).replace('\n', ' ')
-    if isinstance(exc, KeyError):
-      msg = f'unknown config key {msg}'
-    print(f'error: invalid config: {msg}', file=sys.stderr)
-    sys.exit(2)
-
-
 def _entry():
   flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli_flags.parse_flags)
 
 
 if __name__ == '__main__':

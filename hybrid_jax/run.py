@@ -15,24 +15,12 @@ from typing import Callable
 
 from hybrid_jax import config_checks
 from hybrid_jax import errors
+from hybrid_jax import workdirs
 
 
 def ensure_workdir(workdir: str) -> str:
   """Creates `workdir` and checks it is writable, before any compute (WorkdirError if not)."""
-  if not workdir:
-    raise errors.WorkdirError('No --workdir given; pass a directory for outputs.')
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, '.write_test')
-    with open(probe, 'w') as f:
-      f.write('ok')
-    os.remove(probe)
-  except OSError as exc:
-    raise errors.WorkdirError(
-        f'Cannot write to the workdir {workdir}: {exc.strerror or exc}. '
-        'Choose another --workdir or fix its permissions.') from exc
-  return workdir
+  return workdirs.ensure_writable_dir(workdir)
 
 
 def data_dir(config, workdir: str) -> str:

@@ -52,7 +52,7 @@ def colorize_panoptic(panoptic: np.ndarray, categories) -> np.ndarray:
   `track_color`; void (< 0) is black; unknown categories are treated as things.
   """
   pan = np.asarray(panoptic).astype(np.int64)
-  table = {c.id: c for c in _as_table(categories)}
+  table = {c.id: c for c in categories_lib.as_table(categories)}
   out = np.zeros(pan.shape + (3,), np.uint8)
   labels, inverse = np.unique(pan, return_inverse=True)
   lut = np.zeros((len(labels), 3), np.uint8)
@@ -274,10 +274,3 @@ def _mkdir(path: str) -> None:
     raise errors.WorkdirError(f'Cannot create {d} for {path}: {exc}') from exc
 
 
-def _as_table(categories):
-  if isinstance(categories, str):
-    return categories_lib.get_categories(categories)
-  cats = tuple(categories)
-  if cats and isinstance(cats[0], dict):
-    return categories_lib.from_json(cats)
-  return cats

@@ -126,3 +126,13 @@ def from_json(entries) -> tuple[Category, ...]:
     except (KeyError, TypeError, ValueError) as exc:
       raise errors.FormatError(f'Malformed category entry {e!r}: {exc}') from exc
   return tuple(out)
+
+
+def as_table(categories) -> tuple[Category, ...]:
+  """A category table from a registered name, a COCO-style ``categories`` list, or a table."""
+  if isinstance(categories, str):
+    return get_categories(categories)
+  cats = tuple(categories)
+  if cats and isinstance(cats[0], dict):
+    return from_json(cats)
+  return cats

@@ -150,7 +150,7 @@ def canonicalize_tracks(panoptic: np.ndarray, categories=None) -> np.ndarray:
   inst = np.where(flat >= 0, flat % LABEL_DIVISOR, 0)
   cand = inst > 0
   if categories is not None:
-    things = set(categories_lib.thing_ids(_as_table(categories)))
+    things = set(categories_lib.thing_ids(categories_lib.as_table(categories)))
     cand &= np.isin(flat // LABEL_DIVISOR, list(things))
   labels, first = np.unique(flat[cand], return_index=True)
   order = labels[np.argsort(first)]
@@ -174,7 +174,7 @@ class SegmentIdAllocator:
   """
 
   def __init__(self, categories, seed: int = 0):
-    self._cats = {c.id: c for c in _as_table(categories)}
+    self._cats = {c.id: c for c in categories_lib.as_table(categories)}
     self._rng = np.random.default_rng(seed)
     self._stuff = {}
     for c in self._cats.values():
@@ -227,7 +227,7 @@ def panoptic_to_segments(panoptic: np.ndarray, allocator: SegmentIdAllocator, ca
   pan = np.asarray(panoptic).astype(np.int64)
   if pan.size and pan.min() < VOID:
     raise errors.FormatError(f'Panoptic labels must be >= -1 (void); got {pan.min()}.')
-  table = {c.id: c for c in _as_table(categories)}
+  table = {c.id: c for c in categories_lib.as_table(categories)}
   # A stuff class is one segment whatever instance number it carries.
   stuff = np.isin(pan // LABEL_DIVISOR, categories_lib.stuff_ids(table.values())) & (pan >= 0)
   pan = np.where(stuff, pan // LABEL_DIVISOR * LABEL_DIVISOR, pan)
@@ -265,7 +265,7 @@ def segments_to_panoptic(ids: np.ndarray, segments_info: Sequence[dict], categor
   Raises FormatError (naming `where` and the segment) for an id missing from either side or
   an unknown category.
   """
-  table = {c.id: c for c in _as_table(categories)}
+  table = {c.id: c for c in categories_lib.as_table(categories)}
   if track_of_segment is None:
     track_of_segment = {}
   info = {}
@@ -319,7 +319,7 @@ def write_split(clips: Iterable[dict], root: str, split: str, categories) -> Non
   ``<split>/panoptic_video`` and into the three JSON files. GT flow is not part of the layout
   and is not written.
   """
-  table = _as_table(categories)
+  table = categories_lib.as_table(categories)
   cat_json = [_category_json(c) for c in table]
   clips = list(clips)
   # Video ids: the clips' own when all are distinct 4-digit strings, else 0001, 0002, ...
@@ -438,7 +438,7 @@ def open_split(root: str, split: str, *, frames_per_video: int | None = None,
   for key in ('images', 'annotations', 'categories'):
     if not isinstance(gt.get(key), list):
       raise errors.FormatError(f'{paths["gt"]}: missing list {key!r}.')
-  table = _as_table(categories) if categories is not None else categories_lib.from_json(
+  table = categories_lib.as_table(categories) if categories is not None else categories_lib.from_json(
       gt['categories'])
 
   # Labelled frames: image id -> (image entry, annotation).
@@ -581,7 +581,7 @@ def write_predictions(out_dir: str, image_ids: Sequence[str],
   dup = [i for i, n in collections.Counter(image_ids).items() if n > 1]
   if dup:
     raise errors.FormatError(f'Duplicate image id {dup[0]!r} in the predictions to write.')
-  table = _as_table(categories)
+  table = categories_lib.as_table(categories)
   pan_dir = os.path.join(out_dir, 'pan_pred')
   os.makedirs(pan_dir, exist_ok=True)
   allocator = SegmentIdAllocator(table)
@@ -620,7 +620,7 @@ def read_predictions(pred_dir: str, image_ids: Sequence[str] | None = None, *,
   if not isinstance(pred.get('annotations'), list):
     raise errors.FormatError(f'{path}: missing list "annotations".')
   if categories is not None:
-    table = _as_table(categories)
+    table = categories_lib.as_table(categories)
   elif isinstance(pred.get('categories'), list):
     table = categories_lib.from_json(pred['categories'])
   else:
@@ -667,15 +667,6 @@ def read_predictions(pred_dir: str, image_ids: Sequence[str] | None = None, *,
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers.
-
-def _as_table(categories) -> tuple[categories_lib.Category, ...]:
-  if isinstance(categories, str):
-    return categories_lib.get_categories(categories)
-  cats = tuple(categories)
-  if cats and isinstance(cats[0], dict):
-    return categories_lib.from_json(cats)
-  return cats
-
 
 def _category_json(c: categories_lib.Category) -> dict:
   return {**c.to_json(), 'instance_eval': int(c.isthing), 'trainid': c.id}

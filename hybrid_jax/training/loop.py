@@ -17,13 +17,13 @@ import logging
 import os
 import signal
 import threading
-import uuid
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
 
 from hybrid_jax import errors
+from hybrid_jax import workdirs
 from hybrid_jax.training import checkpoints as ckpt_lib
 from hybrid_jax.training import mesh as mesh_lib
 from hybrid_jax.training import step as step_lib
@@ -66,17 +66,7 @@ def prepare_stage_dir(workdir: str, stage_name: str) -> str:
   """
   if not workdir:
     raise errors.WorkdirError('No --workdir given; pass a directory for checkpoints and logs.')
-  stage_dir = os.path.abspath(os.path.join(workdir, stage_name))
-  probe = os.path.join(stage_dir, f'.write_test_{uuid.uuid4().hex}')
-  try:
-    os.makedirs(stage_dir, exist_ok=True)
-    with open(probe, 'w') as f:
-      f.write('ok')
-    os.remove(probe)
-  except OSError as exc:
-    raise errors.WorkdirError(
-        f'The workdir {stage_dir} cannot be created or written ({exc.strerror or exc}); '
-        'choose a writable --workdir.') from exc
+  stage_dir = workdirs.ensure_writable_dir(os.path.join(workdir, stage_name))
   return stage_dir
 
 
