@@ -55,11 +55,8 @@ def check_config(config) -> None:
         _choice(t, 'grad_clip_mode', f'{stage}.train', ('norm', 'value'))
       _choice(t, 'schedule', f'{stage}.train', ('constant', 'cosine', 'onecycle', 'step', 'poly'))
   if 'seg' in config and 'test_scales' in config.seg:
-    scales = tuple(float(v) for v in config.seg.test_scales)
-    if scales != (1.0,):
-      raise errors.NotAvailableYet(
-          f'config.seg.test_scales={scales}: multi-scale segmenter inference is not built yet; '
-          'use the single scale (1.0,).')
+    from hybrid_jax.models import segmenter  # noqa: PLC0415 - keeps config checks light
+    segmenter.check_test_scales(config.seg.test_scales)
   if 'seg' in config and 'position_deform' in config.seg:
     _choice(config.seg, 'position_deform', 'seg', ('v2', 'v1', 'none'))
   if 'flow' in config:

@@ -87,8 +87,11 @@ def test_cli_bad_value_is_reported(tmp_path):
   assert 'config.data.height=-5' in r.stderr
 
 
-def test_multi_scale_inference_is_refused_until_built():
+def test_multi_scale_settings_are_checked():
   c = synthetic.get_config('tiny')
   c.seg.test_scales = (0.5, 1.0)
-  with pytest.raises(errors.NotAvailableYet, match='multi-scale'):
-    config_checks.check_config(c)
+  config_checks.check_config(c)  # multi-scale inference is built: accepted
+  for bad in ((), (0.0, 1.0), (1.0, 1.0), (-0.5,), (8.0,)):
+    c.seg.test_scales = bad
+    with pytest.raises(errors.ConfigError, match='test_scales'):
+      config_checks.check_config(c)

@@ -331,6 +331,7 @@ def test_config_paper_values():
     assert (c.track.train.lr, c.track.train.batch_size) == (1e-4, 16)
     assert (c.flow.variant, c.flow.iters, c.flow.checkpoint) == ('standard', 20, '')
     assert (c.track.threshold, c.track.temporal_threshold) == (1e-5, 0.01)
+    assert tuple(c.seg.test_scales) == (0.5, 0.625, 0.6875, 0.8125, 0.875, 1.0)
   assert city_mod.TEST_SCALES == viper_mod.TEST_SCALES == (0.5, 0.625, 0.6875, 0.8125, 0.875, 1.0)
   assert city_mod.PAPER_TABLE_I_VAL['HybridTracker + w/ Temporal']['vpq'] == (58.5, 47.5, 66.4)
   assert viper_mod.PAPER_TABLE_II['HybridTracker + w/ Temporal']['k15'] == (50.4, 42.0, 57.0)
@@ -346,3 +347,4 @@ def test_config_paper_values():
   small = _full_config('configs/cityscapes_vps.py', 'small')[1]
   assert (half.data.height, half.data.width) == (540, 960)
   assert (small.data.height, small.data.width, small.seg.backbone) == (256, 512, 'resnet_small')
+  assert tuple(half.seg.test_scales) == tuple(small.seg.test_scales) == (1.0,)

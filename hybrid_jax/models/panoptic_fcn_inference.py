@@ -160,15 +160,20 @@ def _boxes(masks: jax.Array) -> jax.Array:
   return jnp.where(rows.any(axis=1)[:, None], box, 0.0)
 
 
-def postprocess_single(outputs: dict, *, image_hw, output_hw, layout: targets_lib.ClassLayout,
-                       cfg: InferenceConfig) -> dict:
-  """One frame: model outputs without the batch axis -> the per-frame dict (module docstring)."""
-  enc = outputs['encode_feat']                                  # [Hq,Wq,E]
-  hq, wq, e = enc.shape
-  oh, ow = output_hw
-  n = cfg.max_instances
+def thing_proposals(outputs: dict, *, cfg: InferenceConfig) -> dict:
+  """One frame's best `cfg.max_instances` thing proposals at the model's 1/4 grid.
 
-  # ---- things: candidates, fusion, masks, rescoring ---------------------------------------
+  Peaks, kernel fusion, masks and maskness rescoring (official ``process_inst``).
+
+  Args:
+    outputs: model outputs of one frame (no batch axis), with ``stuff_bias``.
+  Returns a dict (N = cfg.max_instances, [Hq, Wq] the padded 1/4 grid):
+    ``scores`` [N] rescored, descending; ``ok`` bool [N] (above min_score and the combine
+    threshold); ``prob`` [N, Hq, Wq] mask probabilities; ``classes`` int32 [N] thing channel;
+    ``kernels`` [N, E] fused kernels.
+  """
+  enc = outputs['encode_feat']                                  # [Hq,Wq,E]
+  n = cfg.max_instances
   scores, classes, kernels, valid = thing_candidates(outputs['inst_logits'],
                                                      outputs['thing_kernels'], cfg=cfg)
   fused, keep = fuse_kernels(kernels, classes, valid,
@@ -184,10 +189,49 @@ def postprocess_single(outputs: dict, *, image_hw, output_hw, layout: targets_li
   if top < n:  # fewer candidates than output slots: pad
     top_scores = jnp.pad(top_scores, (0, n - top))
     top_idx = jnp.pad(top_idx, (0, n - top))
-  cand_ok = (top_scores >= cfg.min_score) & (top_scores >= cfg.combine_score_threshold)
-  cand_prob = prob[top_idx]                                     # [N,Hq,Wq]
+  ok = (top_scores >= cfg.min_score) & (top_scores >= cfg.combine_score_threshold)
+  return {'scores': top_scores, 'ok': ok, 'prob': prob[top_idx],
+          'classes': classes[top_idx], 'kernels': fused[top_idx]}
+
+
+def stuff_probabilities(outputs: dict, *, cfg: InferenceConfig) -> jax.Array:
+  """One frame's stuff mask probabilities [S, Hq, Wq] (0 for channels found on no level).
+
+  Per level, kernels are pooled over the arg-max regions of the stuff maps; a channel's
+  kernel is the mean over the levels where it is present with score > stuff_threshold.
+  """
+  enc = outputs['encode_feat']
+  s_ker, s_keep = [], []
+  for logits, kmap in zip(outputs['stuff_logits'], outputs['stuff_kernels']):
+    p = jax.nn.sigmoid(logits)                                  # [h,w,S]
+    onehot = jax.nn.one_hot(jnp.argmax(p, axis=-1), p.shape[-1], dtype=p.dtype)
+    region = onehot.sum(axis=(0, 1))
+    score = (p * onehot).sum(axis=(0, 1)) / jnp.maximum(region, 1.0)
+    s_keep.append((region > 0) & (score > cfg.stuff_threshold))
+    s_ker.append(panoptic_losses.stuff_kernels_from_masks(
+        kernel_map=kmap[None], bias=outputs['stuff_bias'], masks=onehot[None])[0])
+  s_keep = jnp.stack(s_keep).astype(jnp.float32)                # [L,S]
+  n_lvl = s_keep.sum(0)
+  stuff_kernels = (jnp.stack(s_ker) * s_keep[..., None]).sum(0) / jnp.maximum(n_lvl, 1)[:, None]
+  stuff_prob = jax.nn.sigmoid(jnp.einsum('se,hwe->shw', stuff_kernels, enc))
+  return stuff_prob * (n_lvl > 0)[:, None, None]
+
+
+def merge_panoptic(things: dict, stuff_prob: jax.Array, *, image_hw, output_hw,
+                   layout: targets_lib.ClassLayout, cfg: InferenceConfig) -> dict:
+  """Panoptic merge of one frame: things pasted in score order, then stuff in the free pixels.
+
+  Args:
+    things: `thing_proposals` output (N proposals sorted by descending score); its ``prob``
+      and `stuff_prob` [S, Hq, Wq] live on the 1/4 grid of the (padded) input of size
+      image_hw.
+  Returns the per-frame dict of the module docstring at output_hw.
+  """
+  oh, ow = output_hw
+  n = things['scores'].shape[0]
+  cand_ok, cand_prob, top_scores = things['ok'], things['prob'], things['scores']
   thing_cats = jnp.asarray(np.array(layout.thing_ids or (0,), np.int32))
-  cand_cat = thing_cats[classes[top_idx]]
+  cand_cat = thing_cats[things['classes']]
 
   # ---- sequential paste (order-dependent, as panopticapi's combine) ------------------------
   def paint(i, state):
@@ -210,23 +254,7 @@ def postprocess_single(outputs: dict, *, image_hw, output_hw, layout: targets_li
                        -1)
   masks = (pan[None] == inst_ids[:, None, None]) & slot_valid[:, None, None]
 
-  # ---- stuff: per-level kernels from the argmax regions, averaged per class ----------------
-  s_ker, s_score, s_keep = [], [], []
-  for logits, kmap in zip(outputs['stuff_logits'], outputs['stuff_kernels']):
-    p = jax.nn.sigmoid(logits)                                  # [h,w,S]
-    onehot = jax.nn.one_hot(jnp.argmax(p, axis=-1), p.shape[-1], dtype=p.dtype)
-    region = onehot.sum(axis=(0, 1))
-    score = (p * onehot).sum(axis=(0, 1)) / jnp.maximum(region, 1.0)
-    s_keep.append((region > 0) & (score > cfg.stuff_threshold))
-    s_score.append(score)
-    s_ker.append(panoptic_losses.stuff_kernels_from_masks(
-        kernel_map=kmap[None], bias=outputs['stuff_bias'], masks=onehot[None])[0])
-  s_keep = jnp.stack(s_keep).astype(jnp.float32)                # [L,S]
-  n_lvl = s_keep.sum(0)
-  stuff_valid = n_lvl > 0
-  stuff_kernels = (jnp.stack(s_ker) * s_keep[..., None]).sum(0) / jnp.maximum(n_lvl, 1)[:, None]
-  stuff_prob = jax.nn.sigmoid(jnp.einsum('se,hwe->shw', stuff_kernels, enc))
-  stuff_prob = stuff_prob * stuff_valid[:, None, None]
+  # ---- stuff in the pixels no thing took ---------------------------------------------------
   stuff_full = _upsample_crop(stuff_prob, image_hw, output_hw)  # [S,oh,ow]
   sem = jnp.argmax(stuff_full, axis=0)
   has_sem = stuff_full.max(axis=0) > 0
@@ -242,9 +270,81 @@ def postprocess_single(outputs: dict, *, image_hw, output_hw, layout: targets_li
       'classes': jnp.where(slot_valid, cand_cat[order], -1),
       'scores': jnp.where(slot_valid, top_scores[order], 0.0),
       'boxes': _boxes(masks),
-      'kernels': jnp.where(slot_valid[:, None], fused[top_idx][order], 0.0),
+      'kernels': jnp.where(slot_valid[:, None], things['kernels'][order], 0.0),
       'instance_ids': inst_ids,
   }
+
+
+def postprocess_single(outputs: dict, *, image_hw, output_hw, layout: targets_lib.ClassLayout,
+                       cfg: InferenceConfig) -> dict:
+  """One frame: model outputs without the batch axis -> the per-frame dict (module docstring)."""
+  return merge_panoptic(thing_proposals(outputs, cfg=cfg),
+                        stuff_probabilities(outputs, cfg=cfg), image_hw=image_hw,
+                        output_hw=output_hw, layout=layout, cfg=cfg)
+
+
+def to_reference_grid(x: jax.Array, *, ref_hw, image_hw, scaled_hw) -> jax.Array:
+  """Maps [..., hq, wq] values on the 1/4 grid of a frame resized to `scaled_hw` onto the 1/4
+  grid `ref_hw` of the same frame at `image_hw` (bilinear, exact geometry).
+
+  Quarter-grid coordinates scale like pixel coordinates, so a point at continuous coordinate
+  u of the scaled grid sits at u * image / scaled on the reference one. Reference cells beyond
+  the scaled frame's padded grid get 0 (they lie in the padding and are cropped later).
+  """
+  ref_hw = tuple(int(v) for v in ref_hw)
+  if tuple(scaled_hw) == tuple(image_hw) and x.shape[-2:] == ref_hw:
+    return x
+  scale = jnp.asarray([image_hw[0] / scaled_hw[0], image_hw[1] / scaled_hw[1]], jnp.float32)
+  return jax.image.scale_and_translate(
+      x, x.shape[:-2] + ref_hw, (x.ndim - 2, x.ndim - 1), scale, jnp.zeros((2,), jnp.float32),
+      method='linear', antialias=False)
+
+
+def postprocess_multiscale(outputs_per_scale, *, scaled_hws, image_hw,
+                           layout: targets_lib.ClassLayout, cfg: InferenceConfig = InferenceConfig(),
+                           output_hw=None) -> dict:
+  """Test-time multi-scale inference of a batch: one frame seen at several input sizes.
+
+  PanopticFCN itself tests at one scale; HybridTracker tests at VPSNet-Track's scales
+  (§IV). Kernels only apply to the feature map of their own scale, so every scale makes its
+  own thing proposals (masks + rescored scores) and stuff probabilities; both are mapped onto
+  the 1/4 grid of the original frame. Thing proposals of all scales then compete in one
+  score-ordered paste, whose overlap rule drops the copies of an object found at several
+  scales (the best-scoring copy wins); stuff probabilities are averaged over the scales.
+
+  Args:
+    outputs_per_scale: sequence of model output dicts, batch B, one per scale.
+    scaled_hws: the un-padded input size (h, w) of each scale's frames.
+    image_hw: the original frame size (the reference); output at output_hw (default image_hw).
+  Returns the batched per-frame dict of the module docstring.
+  """
+  image_hw = tuple(int(v) for v in image_hw)
+  output_hw = image_hw if output_hw is None else tuple(int(v) for v in output_hw)
+  scaled_hws = [tuple(int(v) for v in hw) for hw in scaled_hws]
+  if len(scaled_hws) != len(outputs_per_scale) or not scaled_hws:
+    raise ValueError('Give one (h, w) per scale, and at least one scale.')
+  pad = lambda v: -(-v // 32) * 32
+  ref_hw = (pad(image_hw[0]) // 4, pad(image_hw[1]) // 4)
+  n = cfg.max_instances
+
+  def one(per_scale):
+    things, stuff = [], []
+    for o, hw in zip(per_scale, scaled_hws):
+      t = thing_proposals(o, cfg=cfg)
+      t['prob'] = to_reference_grid(t['prob'], ref_hw=ref_hw, image_hw=image_hw, scaled_hw=hw)
+      things.append(t)
+      stuff.append(to_reference_grid(stuff_probabilities(o, cfg=cfg), ref_hw=ref_hw,
+                                     image_hw=image_hw, scaled_hw=hw))
+    pooled = {k: jnp.concatenate([t[k] for t in things]) for k in things[0]}
+    _, best = jax.lax.top_k(jnp.where(pooled['ok'], pooled['scores'], -1.0), n)
+    merged = {k: v[best] for k, v in pooled.items()}
+    return merge_panoptic(merged, jnp.mean(jnp.stack(stuff), axis=0), image_hw=image_hw,
+                          output_hw=output_hw, layout=layout, cfg=cfg)
+
+  per_frame = [{k: v for k, v in o.items() if k != 'stuff_bias'} for o in outputs_per_scale]
+  biases = [o['stuff_bias'] for o in outputs_per_scale]
+  return jax.vmap(lambda frames: one([{**f, 'stuff_bias': b} for f, b in zip(frames, biases)])
+                  )(per_frame)
 
 
 def postprocess(outputs: dict, *, image_hw, layout: targets_lib.ClassLayout,

@@ -74,6 +74,8 @@ class SegmenterSpec:
   pos_num: int = 7
   pos_weight: float = 1.0
   seg_weight: float = 4.0
+  # Test-time input scales (HybridTracker §IV: VPSNet-Track's 0.5 ... 1.0); (1.0,) = one pass.
+  test_scales: tuple[float, ...] = (1.0,)
 
 
 # Widths per backbone name (overridable by cfg.seg fields of the same name).
@@ -115,7 +117,8 @@ def build_segmenter(seg_cfg, categories: Sequence[cat_lib.Category], *,
   (stride_in_1x1 default: True for resnet50, i.e. Detectron2 / PanopticFCN weights),
   position_deform ['v2'], num_head_convs [3], input_spec ['panoptic_fcn' for resnet50, else 'torchvision'],
   stuff_with_thing [True], max_instances [32], instance_scales [COCO ranges; halved for
-  resnet_small / resnet_tiny], pos_num [7], pos_weight [1.0], seg_weight [4.0], and an optional
+  resnet_small / resnet_tiny], pos_num [7], pos_weight [1.0], seg_weight [4.0], test_scales
+  [(1.0,)], and an optional
   ``inference`` sub-config (dict or ConfigDict) with the fields of `InferenceConfig` [official
   values; for resnet_small / resnet_tiny stuff_area_limit 64 and max_instances =
   max_instances, because their frames are small].
@@ -170,13 +173,32 @@ def build_segmenter(seg_cfg, categories: Sequence[cat_lib.Category], *,
       inference=inference_lib.InferenceConfig(**inf_kwargs),
       pos_num=int(_get(seg_cfg, 'pos_num', 7)),
       pos_weight=float(_get(seg_cfg, 'pos_weight', 1.0)),
-      seg_weight=float(_get(seg_cfg, 'seg_weight', 4.0)))
+      seg_weight=float(_get(seg_cfg, 'seg_weight', 4.0)),
+      test_scales=check_test_scales(_get(seg_cfg, 'test_scales', (1.0,))))
   return Segmenter(
       backbone=backbone,
       stride_in_1x1=bool(_get(seg_cfg, 'stride_in_1x1', default_stride)),
       backbone_norm=_get(seg_cfg, 'backbone_norm', ''), position_deform=deform,
       num_head_convs=int(_get(seg_cfg, 'num_head_convs', 3)),
       num_thing=layout.num_thing, num_stuff=layout.num_stuff, spec=spec, **sizes)
+
+
+def check_test_scales(scales) -> tuple[float, ...]:
+  """Validated test scales: a non-empty sequence of distinct factors in (0, 4]."""
+  try:
+    out = tuple(float(v) for v in scales)
+  except (TypeError, ValueError) as exc:
+    raise errors.ConfigError(f'seg.test_scales={scales!r}: give a tuple of numbers, e.g. '
+                             '(0.5, 0.75, 1.0).') from exc
+  if not out or any(not 0 < v <= 4 for v in out) or len(set(out)) != len(out):
+    raise errors.ConfigError(f'seg.test_scales={out}: give distinct factors in (0, 4], e.g. '
+                             '(1.0,) for single-scale or (0.5, 0.75, 1.0).')
+  return out
+
+
+def scaled_size(hw, scale: float) -> tuple[int, int]:
+  """The input size (h, w) of a frame of size hw tested at `scale` (rounded, at least 1)."""
+  return tuple(max(1, int(round(v * scale))) for v in hw)
 
 
 def init_segmenter(model: panoptic_fcn.PanopticFCN, rng: jax.Array, image_shape) -> dict:
@@ -212,11 +234,15 @@ def preprocess_images(images: jax.Array, spec: InputSpec) -> jax.Array:
     raise errors.FormatError(f'Expected RGB frames [B,H,W,3], got shape {images.shape}.')
   if images.dtype != jnp.uint8:
     raise errors.FormatError(f'Expected uint8 frames, got {images.dtype}.')
-  x = images.astype(jnp.float32)
+  return _normalise_and_pad(images.astype(jnp.float32), spec)
+
+
+def _normalise_and_pad(x: jax.Array, spec: InputSpec) -> jax.Array:
+  """float RGB in 0..255 [B,H,W,3] -> the network input (see preprocess_images)."""
+  h, w = x.shape[1:3]
   if spec.input_format == 'BGR':
     x = x[..., ::-1]
   x = (x - jnp.asarray(spec.pixel_mean)) / jnp.asarray(spec.pixel_std)
-  h, w = images.shape[1:3]
   return jnp.pad(x, ((0, 0), (0, _padded(h) - h), (0, _padded(w) - w), (0, 0)))
 
 
@@ -260,12 +286,27 @@ def segment(variables: dict, images: jax.Array, *, model: panoptic_fcn.PanopticF
   """Per-frame panoptic prediction (see `panoptic_fcn_inference` for the output dict).
 
   images: uint8 RGB [B,H,W,3] of any size; output at (H, W) unless output_hw is given.
+  With several `spec.test_scales`, the frames are resized (bilinear) to each scale, the
+  network runs once per scale and `panoptic_fcn_inference.postprocess_multiscale` merges.
   """
   spec = spec or spec_of(model)
   x = preprocess_images(images, spec.input)
-  outputs = model.apply(variables, x)
-  return inference_lib.postprocess(outputs, image_hw=images.shape[1:3], layout=spec.layout,
-                                   cfg=spec.inference, output_hw=output_hw)
+  image_hw = images.shape[1:3]
+  if spec.test_scales == (1.0,):
+    outputs = model.apply(variables, x)
+    return inference_lib.postprocess(outputs, image_hw=image_hw, layout=spec.layout,
+                                     cfg=spec.inference, output_hw=output_hw)
+  outputs, sizes = [], []
+  for scale in spec.test_scales:
+    hw = scaled_size(image_hw, scale)
+    rgb = images.astype(jnp.float32)
+    if hw != tuple(image_hw):
+      rgb = jax.image.resize(rgb, (rgb.shape[0],) + hw + (3,), 'linear', antialias=False)
+    outputs.append(model.apply(variables, _normalise_and_pad(rgb, spec.input)))
+    sizes.append(hw)
+  return inference_lib.postprocess_multiscale(outputs, scaled_hws=sizes, image_hw=image_hw,
+                                              layout=spec.layout, cfg=spec.inference,
+                                              output_hw=output_hw)
 
 
 def make_segment_fn(model: panoptic_fcn.PanopticFCN, *, spec: SegmenterSpec | None = None,
