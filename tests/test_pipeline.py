@@ -189,6 +189,40 @@ def test_require_labels_pairs_consecutive_labelled_frames():
         assert (b['panoptic'][n, k] == -1).all() == (not b['labelled'][n, k])
 
 
+def test_labels_on_every_frame_keeps_every_frames_labels():
+  # The synthetic data: ground truth on every frame, `labelled` marks evaluated frames only.
+  lab = np.array([False, True, False, True, False, True])
+  src = [coord_clip(i, lab) for i in range(2)]
+  for b in take(pairs(src, max_delta=3, labels_on_every_frame=True), 4):
+    assert b['labelled'].all()
+    assert (b['panoptic'] >= 0).all()
+    t = b['frame_index']
+    # the label is the source frame's own: its t digit is the frame index
+    np.testing.assert_array_equal(b['panoptic'][:, :, 0, 0] // 10000 % 10, t)
+  clips = pl.make_clip_iterator(src, batch_size=2, crop_hw=CROP, hflip=False, seed=0,
+                                clip_length=4, labels_on_every_frame=True)
+  b = next(clips)
+  assert b['labelled'].all() and (b['panoptic'] >= 0).all()
+  with pytest.raises(errors.ConfigError, match='exclude'):
+    pairs(src, max_delta=1, require_labels=True, labels_on_every_frame=True)
+
+
+def test_training_stages_see_labels_on_every_synthetic_frame():
+  # Regression: the segmenter and the embedding head trained on void labels for 4 of every 5
+  # synthetic frames (and the head on no pair with both frames labelled), because only every
+  # 5th frame counts as 'labelled' for evaluation.
+  from configs import synthetic as synthetic_config  # noqa: PLC0415
+  from hybrid_jax.data import synthetic  # noqa: PLC0415
+  from hybrid_jax.stages import segmenter as seg_stage  # noqa: PLC0415
+  from hybrid_jax.stages import tracker as track_stage  # noqa: PLC0415
+  config = synthetic_config.get_config('tiny')
+  src = [synthetic.generate_clip(s, height=32, width=64, clip_length=10) for s in range(2)]
+  assert not src[0]['labelled'].all()
+  for it in (seg_stage.data_iterator(config, src), track_stage.pair_iterator(config, src)):
+    for b in take(it, 3):
+      assert (b['panoptic'] >= 0).mean(axis=(2, 3)).min() > 0.5  # every frame has labels
+
+
 def test_require_flow():
   for b in take(pairs(max_delta=1, require_flow=True), 2):
     assert (b['delta'] == 1).all() and b['flow_valid'].any()

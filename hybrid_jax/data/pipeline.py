@@ -18,8 +18,9 @@ per-element work in worker processes (``mp_prefetch``); the order stays determin
 Pair batches (``make_pair_iterator``), local batch size b, crop (h, w)::
 
   frames      uint8   [b, 2, h, w, 3]   frames (t - delta, t)
-  panoptic    int32   [b, 2, h, w]      category*1000 + track, -1 void (and on unlabelled frames)
-  labelled    bool    [b, 2]
+  panoptic    int32   [b, 2, h, w]      category*1000 + track, -1 void (and on unlabelled frames,
+                                        unless ``labels_on_every_frame``)
+  labelled    bool    [b, 2]            (all True with ``labels_on_every_frame``)
   delta       int32   [b]               raw frame distance of the pair
   frame_index int32   [b, 2]            source frame indices;  clip_index int32 [b]
   hflip       bool    [b]
@@ -116,10 +117,11 @@ class _Anchors:
 class _PairSampler:
   """Element e -> one pair example (see module docstring)."""
 
-  def __init__(self, source, eligible, *, max_delta, crop_hw, hflip, seed, has_flow):
+  def __init__(self, source, eligible, *, max_delta, crop_hw, hflip, seed, has_flow,
+               labels_on_every_frame=False):
     self.source, self.eligible = source, eligible
     self.max_delta, self.crop_hw, self.hflip, self.seed = max_delta, crop_hw, hflip, seed
-    self.has_flow = has_flow
+    self.has_flow, self.labels_on_every_frame = has_flow, labels_on_every_frame
     anchors = [(i, k) for i, pos in enumerate(eligible) for k in range(max_delta, len(pos))]
     self.anchors = _Anchors(np.asarray(anchors, np.int64).reshape(-1, 2), seed)
 
@@ -130,7 +132,7 @@ class _PairSampler:
     t0, t1 = int(self.eligible[i][k - step]), int(self.eligible[i][k])
     clip = self.source[i]
     frames = np.asarray(clip['frames'])
-    labelled = np.asarray(clip['labelled'], bool)[[t0, t1]]
+    labelled = np.asarray(clip['labelled'], bool)[[t0, t1]] | self.labels_on_every_frame
     pan = np.asarray(clip['panoptic'], np.int32)[[t0, t1]]
     pan = np.where(labelled[:, None, None], pan, VOID).astype(np.int32)
     arrays = {'frames': frames[[t0, t1]], 'panoptic': pan}
@@ -157,10 +159,11 @@ class _PairSampler:
 class _ClipSampler:
   """Element e -> one clip window of `length` frames."""
 
-  def __init__(self, source, lengths, *, length, crop_hw, hflip, seed, has_flow):
+  def __init__(self, source, lengths, *, length, crop_hw, hflip, seed, has_flow,
+               labels_on_every_frame=False):
     self.source, self.length, self.crop_hw, self.hflip, self.seed = (
         source, length, crop_hw, hflip, seed)
-    self.has_flow = has_flow
+    self.has_flow, self.labels_on_every_frame = has_flow, labels_on_every_frame
     anchors = [(i, s) for i, n in enumerate(lengths) for s in range(n - length + 1)]
     self.anchors = _Anchors(np.asarray(anchors, np.int64).reshape(-1, 2), seed)
 
@@ -170,7 +173,7 @@ class _ClipSampler:
     clip = self.source[i]
     sl = slice(s, s + self.length)
     frames = np.asarray(clip['frames'])[sl]
-    labelled = np.asarray(clip['labelled'], bool)[sl]
+    labelled = np.asarray(clip['labelled'], bool)[sl] | self.labels_on_every_frame
     pan = np.where(labelled[:, None, None], np.asarray(clip['panoptic'], np.int32)[sl], VOID)
     arrays = {'frames': frames, 'panoptic': pan.astype(np.int32)}
     if self.has_flow:
@@ -213,7 +216,8 @@ def make_pair_dataset(source: Sequence[dict], *, batch_size: int, crop_hw: tuple
                       hflip: bool, max_delta: int, seed: int, process_index: int = 0,
                       process_count: int = 1, require_labels: bool = False,
                       require_flow: bool = False, num_steps: int | None = None,
-                      clip_labelled: Sequence[np.ndarray] | None = None) -> grain.MapDataset:
+                      clip_labelled: Sequence[np.ndarray] | None = None,
+                      labels_on_every_frame: bool = False) -> grain.MapDataset:
   """A grain MapDataset whose item ``s`` is this process's slice of global pair batch ``s``.
 
   Args:
@@ -231,8 +235,14 @@ def make_pair_dataset(source: Sequence[dict], *, batch_size: int, crop_hw: tuple
     num_steps: the dataset's length in batches (default: practically infinite).
     clip_labelled: the clips' ``labelled`` masks, to avoid reading every clip once here
       (taken from ``source.labelled_masks`` when the source has it).
+    labels_on_every_frame: the source's panoptic maps are ground truth on every frame (the
+      synthetic data: its ``labelled`` only marks the frames the evaluation uses, as in
+      Cityscapes-VPS). No frame's labels are voided and ``labelled`` comes back all True;
+      without it, unlabelled frames train on nothing but void.
   """
   _check_common(source, batch_size, crop_hw, process_index, process_count)
+  if labels_on_every_frame and require_labels:
+    raise errors.ConfigError('require_labels and labels_on_every_frame exclude each other.')
   if clip_labelled is None:
     clip_labelled = getattr(source, 'labelled_masks', None)  # e.g. official_format.SplitSource
   if clip_labelled is None:
@@ -252,7 +262,8 @@ def make_pair_dataset(source: Sequence[dict], *, batch_size: int, crop_hw: tuple
     raise errors.ConfigError(f'max_delta={max_delta} is outside 1..{longest - 1} (longest '
                              f'{what} {longest} minus 1); lower data.max_delta.')
   sampler = _PairSampler(source, eligible, max_delta=max_delta, crop_hw=tuple(crop_hw),
-                         hflip=hflip, seed=seed, has_flow=has_flow)
+                         hflip=hflip, seed=seed, has_flow=has_flow,
+                         labels_on_every_frame=labels_on_every_frame)
   return _batched(sampler, batch_size, process_index, process_count, num_steps)
 
 
@@ -260,7 +271,8 @@ def make_clip_dataset(source: Sequence[dict], *, batch_size: int, crop_hw: tuple
                       hflip: bool, seed: int, clip_length: int | None = None,
                       process_index: int = 0, process_count: int = 1,
                       num_steps: int | None = None,
-                      clip_lengths: Sequence[int] | None = None) -> grain.MapDataset:
+                      clip_lengths: Sequence[int] | None = None,
+                      labels_on_every_frame: bool = False) -> grain.MapDataset:
   """Like `make_pair_dataset` for windows of `clip_length` frames (None: whole clips)."""
   _check_common(source, batch_size, crop_hw, process_index, process_count)
   if clip_lengths is None and getattr(source, 'labelled_masks', None) is not None:
@@ -276,7 +288,8 @@ def make_clip_dataset(source: Sequence[dict], *, batch_size: int, crop_hw: tuple
     raise errors.ConfigError(f'clip_length={clip_length} is outside 1..{max(clip_lengths)} '
                              '(the longest clip).')
   sampler = _ClipSampler(source, clip_lengths, length=clip_length, crop_hw=tuple(crop_hw),
-                         hflip=hflip, seed=seed, has_flow='flow' in source[0])
+                         hflip=hflip, seed=seed, has_flow='flow' in source[0],
+                         labels_on_every_frame=labels_on_every_frame)
   return _batched(sampler, batch_size, process_index, process_count, num_steps)
 
 

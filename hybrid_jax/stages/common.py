@@ -118,7 +118,8 @@ def process_slice():
 def labels_on_every_frame(config) -> bool:
   """The synthetic data carry panoptic labels on every frame; real datasets only on some.
 
-  Stages that need labels sample any frame in the first case and only labelled frames
-  (``require_labels``) otherwise.
+  Stages that need labels sample any frame and keep its labels in the first case
+  (``labels_on_every_frame``; the synthetic ``labelled`` only marks the frames evaluated, as
+  in Cityscapes-VPS) and only labelled frames (``require_labels``) otherwise.
   """
   return config.data.name == 'synthetic_vps'

@@ -63,19 +63,24 @@ def make_loss_fn(model):
   return loss_fn
 
 
+def data_iterator(config, source, start_step: int = 0):
+  """Training batches from `start_step` on: frame t of random (t - 1, t) pairs, cropped and
+  flipped; labelled frames only on real datasets, every frame on the synthetic data."""
+  pidx, pcount = common.process_slice()
+  d = config.data
+  every = common.labels_on_every_frame(config)
+  return pipeline.make_pair_iterator(
+      source, batch_size=config.seg.train.batch_size, crop_hw=(d.crop_height, d.crop_width),
+      hflip=d.hflip, max_delta=1, seed=config.seed, start_step=start_step,
+      process_index=pidx, process_count=pcount, require_labels=not every,
+      labels_on_every_frame=every, worker_count=d.worker_count)
+
+
 def train_segmenter(config, workdir: str, data_dir: str) -> dict:
   """Trains (or loads the finished) segmenter of this run; returns its variables."""
   model, table = build(config)
   source = common.CachedSource(datasets.get_source(config, 'train', data_dir))
-  pidx, pcount = common.process_slice()
-  d = config.data
-
-  def make_iterator(start_step):
-    return pipeline.make_pair_iterator(
-        source, batch_size=config.seg.train.batch_size, crop_hw=(d.crop_height, d.crop_width),
-        hflip=d.hflip, max_delta=1, seed=config.seed, start_step=start_step,
-        process_index=pidx, process_count=pcount,
-        require_labels=not common.labels_on_every_frame(config), worker_count=d.worker_count)
+  make_iterator = lambda start_step: data_iterator(config, source, start_step)  # noqa: E731
 
   variables, frozen = initial_variables(config, model)
   out = common.train_stage(

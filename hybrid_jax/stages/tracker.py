@@ -61,6 +61,19 @@ def make_loss_fn(config, model):
   return loss_fn
 
 
+def pair_iterator(config, source, start_step: int = 0):
+  """Raw frame-pair batches (`pipeline.make_pair_iterator`) for the embedding head: pairs of
+  labelled frames on real datasets, any frames (labels on every one) on the synthetic data."""
+  pidx, pcount = common.process_slice()
+  d = config.data
+  every = common.labels_on_every_frame(config)
+  return pipeline.make_pair_iterator(
+      source, batch_size=config.track.train.batch_size, crop_hw=(d.crop_height, d.crop_width),
+      hflip=d.hflip, max_delta=d.max_delta, seed=config.seed + 1, start_step=start_step,
+      process_index=pidx, process_count=pcount, require_labels=not every,
+      labels_on_every_frame=every, worker_count=d.worker_count)
+
+
 def train_tracker(config, workdir: str, data_dir: str, *,
                   flow_fn: Callable | None = None) -> dict:
   """Trains the embedding head and fits the fusion; returns {'head', 'fusion', 'dustbin_logit'}.
@@ -76,12 +89,8 @@ def train_tracker(config, workdir: str, data_dir: str, *,
   max_inst = int(d.max_instances)
 
   def make_iterator(start_step):
-    it = pipeline.make_pair_iterator(
-        source, batch_size=config.track.train.batch_size, crop_hw=(d.crop_height, d.crop_width),
-        hflip=d.hflip, max_delta=d.max_delta, seed=config.seed + 1, start_step=start_step,
-        process_index=pidx, process_count=pcount,
-        require_labels=not common.labels_on_every_frame(config), worker_count=d.worker_count)
-    return (to_pair_batch(b, table=table, max_instances=max_inst) for b in it)
+    return (to_pair_batch(b, table=table, max_instances=max_inst)
+            for b in pair_iterator(config, source, start_step))
 
   params = head_lib.init_head(model, jax.random.key(config.seed), image_hw=(d.crop_height, d.crop_width),
                               max_instances=max_inst)
