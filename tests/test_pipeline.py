@@ -234,10 +234,17 @@ def test_require_flow():
   assert 'flow' not in next(pairs(no_flow))
 
 
-def test_grain_workers_give_the_same_batches():
-  it = pairs(worker_count=1)
-  got = take(it, 2)
-  del it
-  for a, b in zip(take(pairs(), 2), got):
-    for k in a:
-      np.testing.assert_array_equal(a[k], b[k])
+def test_worker_processes_give_the_same_batches_and_stop_cleanly():
+  import time  # noqa: PLC0415
+  reference = take(pairs(), 5)
+  for workers, start in ((1, 0), (2, 2)):
+    it = pairs(worker_count=workers, start_step=start)
+    got = take(it, 3)
+    for a, b in zip(reference[start:], got):
+      for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    # Dropping the iterator while workers still produce must not hang (grain's mp_prefetch
+    # deadlocked here); the pool is terminated.
+    t0 = time.monotonic()
+    it.close()
+    assert time.monotonic() - t0 < 10
