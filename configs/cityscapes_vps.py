@@ -73,7 +73,7 @@ CITYSCAPES = dict(name='cityscapes_vps', categories='cityscapes_vps', eval_datas
                   # Train clips hold only the labelled frames (cityscapes_vps.py), so delta=1
                   # is the neighbouring labelled frame, 5 raw frames away, as VPSNet samples.
                   max_delta=1)
-# The smaller presets test at one scale: six passes per frame cost ~4x one pass.
+# The smaller presets test at one scale: the six passes cost ~3.5x one pass (sum of scale^2).
 PRESETS = {'default': dict(scale=1, backbone='resnet50', corr='on_demand',
                            test_scales=TEST_SCALES),
            'half': dict(scale=2, backbone='resnet50', corr='all_pairs', test_scales=(1.0,)),

@@ -76,7 +76,7 @@ def get_config(arg: str = ''):
   c.seg = ml_collections.ConfigDict()
   c.seg.backbone = 'resnet_tiny' if tiny else 'resnet_small'  # resnet50 | resnet_small | resnet_tiny
   c.seg.checkpoint = ''       # converted weights (python -m hybrid_jax.convert ...)
-  c.seg.test_scales = (1.0,)  # multi-scale inference (the paper: 0.5 ... 1.0): not built yet
+  c.seg.test_scales = (1.0,)  # test-time input scales; the paper: (0.5, 0.625, 0.6875, 0.8125, 0.875, 1.0)
   # The position head's deformable conv (PanopticFCN's default 'v2') is gather-based and
   # ~3x slower to train on a CPU; the CPU presets use a plain conv ('none').
   c.seg.position_deform = 'none'
