@@ -40,6 +40,13 @@ PFCN_SPEC = {'input_format': 'BGR', 'pixel_mean': [123.675, 116.28, 103.53],
 _GN = {'weight': 'scale', 'bias': 'bias'}
 
 
+def _conv_gn(block: tuple[str, ...], rest: str) -> tuple[str, tuple[str, ...]]:
+  """A conv (no bias) + GroupNorm block: 'weight' | 'norm.weight' | 'norm.bias'."""
+  if rest == 'weight':
+    return 'params', block + ('conv', 'kernel')
+  return 'params', block + ('norm', _GN[rest[len('norm.'):]])
+
+
 def _entry(name: str) -> tuple[str, tuple[str, ...]] | None:
   """Detectron2 PanopticFCN key -> (collection, flax path), or None if unknown."""
   if name.startswith('backbone.bottom_up.'):
@@ -54,10 +61,7 @@ def _entry(name: str) -> tuple[str, tuple[str, ...]] | None:
     return 'params', ('fpn', m.group(1), wb(m.group(2)))
   m = re.fullmatch(r'semantic_fpn\.p(\d)\.(\d+)\.(weight|norm\.weight|norm\.bias)', name)
   if m:
-    blk = ('semantic_fpn', f'p{m.group(1)}_{int(m.group(2)) // 2}')
-    if m.group(3) == 'weight':
-      return 'params', blk + ('conv', 'kernel')
-    return 'params', blk + ('norm', _GN[m.group(3)[5:]])
+    return _conv_gn(('semantic_fpn', f'p{m.group(1)}_{int(m.group(2)) // 2}'), m.group(3))
   m = re.fullmatch(r'position_head\.position_head\.position_head_head_(\d)\.(.+)', name)
   if m:
     tower, rest = ('position_head', f'tower_{int(m.group(1)) - 1}'), m.group(2)
@@ -75,10 +79,7 @@ def _entry(name: str) -> tuple[str, tuple[str, ...]] | None:
   m = re.fullmatch(r'kernel_head\.kernel_head\.kernel_head_head_(\d)\.(weight|norm\.weight|'
                    r'norm\.bias)', name)
   if m:
-    tower = ('kernel_head', f'tower_{int(m.group(1)) - 1}')
-    if m.group(2) == 'weight':
-      return 'params', tower + ('conv', 'kernel')
-    return 'params', tower + ('norm', _GN[m.group(2)[5:]])
+    return _conv_gn(('kernel_head', f'tower_{int(m.group(1)) - 1}'), m.group(2))
   m = re.fullmatch(r'kernel_head\.out_conv\.(weight|bias)', name)
   if m:
     return 'params', ('kernel_head', 'out_conv', wb(m.group(1)))

@@ -519,7 +519,7 @@ class SplitSource(collections.abc.Sequence):
     if isinstance(index, slice):
       return [self[i] for i in range(*index.indices(len(self)))]
     vid, paths_, fids = self._videos[index]
-    frames = np.stack([_read_rgb(p) for p in paths_])
+    frames = np.stack([read_rgb(p) for p in paths_])
     t, h, w = frames.shape[:3]
     pan = np.full((t, h, w), VOID, np.int32)
     labelled = np.zeros((t,), bool)
@@ -694,7 +694,8 @@ def _read_json(path: str):
     raise errors.DatasetError(f'Cannot read {path}: {exc}') from exc
 
 
-def _read_rgb(path: str) -> np.ndarray:
+def read_rgb(path: str) -> np.ndarray:
+  """An image file as uint8 RGB [H, W, 3]; FormatError when it cannot be decoded."""
   try:
     with Image.open(path) as im:
       return np.asarray(im.convert('RGB'))

@@ -38,7 +38,9 @@ A flip mirrors frames, labels, flow and flow_valid and negates the flow's x comp
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import multiprocessing
 from typing import Any, Iterator, Sequence
 
 import grain
@@ -359,8 +361,6 @@ def _worker_batch(step: int):
 def _worker_batches(dataset: grain.MapDataset, start_step: int, worker_count: int,
                     in_flight_per_worker: int = 2) -> Iterator[dict[str, np.ndarray]]:
   """Batches start_step, start_step + 1, ... computed by `worker_count` spawned processes."""
-  import collections  # noqa: PLC0415
-  import multiprocessing  # noqa: PLC0415
   pool = multiprocessing.get_context('spawn').Pool(worker_count, initializer=_worker_init,
                                                    initargs=(dataset,))
   pending = collections.deque()

@@ -296,8 +296,8 @@ def segment(variables: dict, images: jax.Array, *, model: panoptic_fcn.PanopticF
   network runs once per scale and `panoptic_fcn_inference.postprocess_multiscale` merges.
   """
   spec = spec or spec_of(model)
-  x = preprocess_images(images, spec.input)
-  image_hw = images.shape[1:3]
+  x = preprocess_images(images, spec.input)  # also checks shape and dtype
+  image_hw = tuple(images.shape[1:3])
   if spec.test_scales == (1.0,):
     outputs = model.apply(variables, x)
     return inference_lib.postprocess(outputs, image_hw=image_hw, layout=spec.layout,
@@ -305,10 +305,13 @@ def segment(variables: dict, images: jax.Array, *, model: panoptic_fcn.PanopticF
   outputs, sizes = [], []
   for scale in spec.test_scales:
     hw = scaled_size(image_hw, scale)
-    rgb = images.astype(jnp.float32)
-    if hw != tuple(image_hw):
-      rgb = jax.image.resize(rgb, (rgb.shape[0],) + hw + (3,), 'linear', antialias=False)
-    outputs.append(model.apply(variables, _normalise_and_pad(rgb, spec.input)))
+    if hw != image_hw:
+      rgb = jax.image.resize(images.astype(jnp.float32), (images.shape[0],) + hw + (3,),
+                             'linear', antialias=False)
+      x_scaled = _normalise_and_pad(rgb, spec.input)
+    else:
+      x_scaled = x
+    outputs.append(model.apply(variables, x_scaled))
     sizes.append(hw)
   return inference_lib.postprocess_multiscale(outputs, scaled_hws=sizes, image_hw=image_hw,
                                               layout=spec.layout, cfg=spec.inference,

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import jax
 
+from hybrid_jax.data import pipeline
 from hybrid_jax.training import loop as loop_lib
 from hybrid_jax.training import mesh as mesh_lib
 from hybrid_jax.training import optim
@@ -123,3 +124,21 @@ def labels_on_every_frame(config) -> bool:
   in Cityscapes-VPS) and only labelled frames (``require_labels``) otherwise.
   """
   return config.data.name == 'synthetic_vps'
+
+
+def pair_iterator(config, source, *, batch_size: int, max_delta: int, seed: int,
+                  start_step: int = 0, labels: bool = True, require_flow: bool = False):
+  """The stages' frame-pair batches (`pipeline.make_pair_iterator`): crops and flips from
+  config.data, this process's slice of each global batch.
+
+  With `labels`, pairs of labelled frames on real datasets and any frames (labels kept on
+  every one) on the synthetic data; without, labels are not looked at (flow training).
+  """
+  pidx, pcount = process_slice()
+  d = config.data
+  every = labels and labels_on_every_frame(config)
+  return pipeline.make_pair_iterator(
+      source, batch_size=batch_size, crop_hw=(d.crop_height, d.crop_width), hflip=d.hflip,
+      max_delta=max_delta, seed=seed, start_step=start_step, process_index=pidx,
+      process_count=pcount, require_labels=labels and not every, labels_on_every_frame=every,
+      require_flow=require_flow, worker_count=d.worker_count)

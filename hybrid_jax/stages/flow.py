@@ -18,7 +18,6 @@ import numpy as np
 
 from hybrid_jax import errors
 from hybrid_jax.data import datasets
-from hybrid_jax.data import pipeline
 from hybrid_jax.losses import flow as flow_losses
 from hybrid_jax.models import raft as raft_lib
 from hybrid_jax.stages import common
@@ -73,15 +72,10 @@ def train_flow(config, workdir: str, data_dir: str) -> dict:
         f'{config.data.name} has no ground-truth optical flow to train RAFT on. Use converted '
         'weights instead: python -m hybrid_jax.convert raft raft-sintel.pth OUT, then '
         '--config.flow.checkpoint=OUT.')
-  pidx, pcount = common.process_slice()
-  d = config.data
-
   def make_iterator(start_step):
-    return pipeline.make_pair_iterator(
-        source, batch_size=config.flow.train.batch_size, crop_hw=(d.crop_height, d.crop_width),
-        hflip=d.hflip, max_delta=1, seed=config.seed, start_step=start_step,
-        process_index=pidx, process_count=pcount, require_flow=True,
-        worker_count=d.worker_count)
+    return common.pair_iterator(config, source, batch_size=config.flow.train.batch_size,
+                                max_delta=1, seed=config.seed, start_step=start_step,
+                                labels=False, require_flow=True)
 
   variables = initial_variables(config)
   out = common.train_stage(

@@ -18,7 +18,6 @@ import numpy as np
 from hybrid_jax import errors
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data import datasets
-from hybrid_jax.data import pipeline
 from hybrid_jax.evaluation import evaluate_pq_arrays
 from hybrid_jax.models import segmenter as seg_lib
 from hybrid_jax.stages import common
@@ -66,14 +65,8 @@ def make_loss_fn(model):
 def data_iterator(config, source, start_step: int = 0):
   """Training batches from `start_step` on: frame t of random (t - 1, t) pairs, cropped and
   flipped; labelled frames only on real datasets, every frame on the synthetic data."""
-  pidx, pcount = common.process_slice()
-  d = config.data
-  every = common.labels_on_every_frame(config)
-  return pipeline.make_pair_iterator(
-      source, batch_size=config.seg.train.batch_size, crop_hw=(d.crop_height, d.crop_width),
-      hflip=d.hflip, max_delta=1, seed=config.seed, start_step=start_step,
-      process_index=pidx, process_count=pcount, require_labels=not every,
-      labels_on_every_frame=every, worker_count=d.worker_count)
+  return common.pair_iterator(config, source, batch_size=config.seg.train.batch_size,
+                              max_delta=1, seed=config.seed, start_step=start_step)
 
 
 def train_segmenter(config, workdir: str, data_dir: str) -> dict:

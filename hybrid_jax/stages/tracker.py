@@ -23,7 +23,6 @@ import numpy as np
 
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data import datasets
-from hybrid_jax.data import pipeline
 from hybrid_jax.losses import tracking as track_losses
 from hybrid_jax.models import embedding_head as head_lib
 from hybrid_jax.models import fusion as fusion_lib
@@ -64,14 +63,9 @@ def make_loss_fn(config, model):
 def pair_iterator(config, source, start_step: int = 0):
   """Raw frame-pair batches (`pipeline.make_pair_iterator`) for the embedding head: pairs of
   labelled frames on real datasets, any frames (labels on every one) on the synthetic data."""
-  pidx, pcount = common.process_slice()
-  d = config.data
-  every = common.labels_on_every_frame(config)
-  return pipeline.make_pair_iterator(
-      source, batch_size=config.track.train.batch_size, crop_hw=(d.crop_height, d.crop_width),
-      hflip=d.hflip, max_delta=d.max_delta, seed=config.seed + 1, start_step=start_step,
-      process_index=pidx, process_count=pcount, require_labels=not every,
-      labels_on_every_frame=every, worker_count=d.worker_count)
+  return common.pair_iterator(config, source, batch_size=config.track.train.batch_size,
+                              max_delta=config.data.max_delta, seed=config.seed + 1,
+                              start_step=start_step)
 
 
 def train_tracker(config, workdir: str, data_dir: str, *,

@@ -172,15 +172,6 @@ def find_image(images_dir: str, image_id: str) -> str:
       f'there as <image id>.png (or .jpg) or pass the Cityscapes-VPS img/ folder.')
 
 
-def _read_image(path: str) -> np.ndarray:
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  try:
-    with Image.open(path) as im:
-      return np.asarray(im.convert('RGB'))
-  except Exception as exc:  # PIL raises many types for corrupt files
-    raise errors.FormatError(f'Cannot decode image {path}: {exc}') from exc
-
-
 # ---------------------------------------------------------------------------------------------
 # The embedding head.
 
@@ -470,7 +461,7 @@ def track_predictions(pred_dir: str, out_dir: str, *, variant: str = 'hybrid',
       video_tracks: set = set()
       for t, (iid, pan, scores) in enumerate(iter_frames(pred_dir, video, index.categories)):
         h, w = pan.shape
-        image = _read_image(image_paths[iid]) if needs_images else np.zeros((h, w, 3), np.uint8)
+        image = official_format.read_rgb(image_paths[iid]) if needs_images else np.zeros((h, w, 3), np.uint8)
         flow = None
         if needs_flow and t > 0:
           flow = _frame_flow(flow_dir, flow_fn, prev_id, iid, prev_image, image, (h, w))
