@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from hybrid_jax import errors
-from hybrid_jax.models import raft, raft_corr
+from hybrid_jax.models import raft, raft_corr, raft_layers
 
 
 @pytest.mark.parametrize('variant,expected', [('standard', 5_257_536), ('small', 990_162)])
@@ -43,7 +43,7 @@ def test_padding_matches_input_padder(h, w, mode, pads):
 def _lookup(f1, f2, coords, *, mode, levels, radius):
   """corr_init + corr_lookup under one jit (eager dispatch of the many small ops is slow)."""
   fn = jax.jit(lambda a, b, c: raft_corr.corr_lookup(
-      raft_corr.corr_init(a, b, mode=mode, num_levels=levels), c, radius=radius))
+      raft_corr.corr_init(a, b, mode=mode, num_levels=levels, radius=radius), c, radius=radius))
   return np.asarray(fn(jnp.asarray(f1), jnp.asarray(f2), jnp.asarray(coords)))
 
 
@@ -133,3 +133,56 @@ def test_bad_inputs_raise_named_errors():
     raft.estimate_flow(fake, img, img, variant='standard')
   with pytest.raises(errors.ConfigError):
     raft.estimate_flow(fake, img, img, variant='small', corr='dense')
+
+
+def test_gru_context_split_equals_one_conv_per_gate():
+  # gru_prepare moves the context's share of each gate out of the loop; the result must be
+  # the official gate: sigmoid/tanh of one conv over concat([h, inp, motion]).
+  rng = np.random.default_rng(3)
+  hid, ctx, mot = 4, 3, 5
+
+  def arr(*s):
+    return jnp.asarray(rng.normal(size=s) * 0.5, jnp.float32)
+  p = {f'conv{g}{s}': (arr(*ks, hid + ctx + mot, hid), arr(hid))
+       for s, ks in (('1', (1, 5)), ('2', (5, 1))) for g in 'zrq'}
+  h, inp, motion = arr(1, 6, 7, hid), arr(1, 6, 7, ctx), arr(1, 6, 7, mot)
+  want = h
+  for s in '12':
+    x = jnp.concatenate([inp, motion], -1)
+    hx = jnp.concatenate([want, x], -1)
+    z = jax.nn.sigmoid(raft_layers.conv2d(hx, *p['convz' + s]))
+    r = jax.nn.sigmoid(raft_layers.conv2d(hx, *p['convr' + s]))
+    q = jnp.tanh(raft_layers.conv2d(jnp.concatenate([r * want, x], -1), *p['convq' + s]))
+    want = (1 - z) * want + z * q
+  got = raft_layers.gru_step(raft_layers.gru_prepare(p, inp, small=False), h, motion)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('variant', ['small', 'standard'])
+def test_winograd_loop_equals_direct_convs(variant):
+  rng = np.random.default_rng(4)
+  img1 = rng.uniform(0, 255, (1, 48, 64, 3)).astype(np.float32)
+  img2 = np.roll(img1, (1, 2), axis=(1, 2))
+  variables = raft.init_raft(0, variant=variant)
+  flows = [np.asarray(jax.jit(lambda v, a, b, wg=wg: raft.RAFT(variant=variant, winograd=wg)
+                              .apply(v, a, b, iters=3)[1])(variables, img1, img2))
+           for wg in (True, False)]
+  assert np.abs(flows[1]).max() > 0.01
+  np.testing.assert_allclose(flows[0], flows[1], atol=1e-4)
+
+
+def test_cpu_compiler_option_unknown_to_xla_falls_back(monkeypatch, caplog):
+  monkeypatch.setattr(raft, 'CPU_COMPILER_OPTIONS', {'xla_cpu_option_that_does_not_exist': ''})
+  raft._cpu_options_supported.cache_clear()
+  try:
+    with caplog.at_level('WARNING'):
+      assert raft.cpu_compiler_options() is None
+    assert 'xla_cpu_option_that_does_not_exist' in caplog.text
+    variables = raft.init_raft(0, variant='small')
+    img = np.random.default_rng(0).uniform(0, 255, (32, 40, 3)).astype(np.float32)
+    flow = raft.estimate_flow(variables, img, img, variant='small', iters=2)  # default kernels
+    assert flow.shape == (32, 40, 2) and np.isfinite(np.asarray(flow)).all()
+  finally:
+    raft._cpu_options_supported.cache_clear()
+  monkeypatch.undo()
+  assert raft.cpu_compiler_options() == {'xla_cpu_experimental_ynn_fusion_type': ''}

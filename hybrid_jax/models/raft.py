@@ -20,6 +20,7 @@ Module output:
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 import flax.linen as nn
@@ -29,8 +30,9 @@ import numpy as np
 
 from hybrid_jax import errors
 from hybrid_jax.models import raft_corr
-from hybrid_jax.models.raft_layers import (Encoder, FlowHead, GRU, MaskHead, MotionEncoder,
-                                           count_params)
+from hybrid_jax.models.raft_layers import (Encoder, MaskHead, UpdateBlockParams, count_params,
+                                           flow_head, gru_step, motion_features,
+                                           prepare_update_block)
 
 Array = jax.Array
 
@@ -121,24 +123,6 @@ def coords_grid(batch: int, height: int, width: int) -> Array:
   return jnp.broadcast_to(jnp.stack([xs, ys], -1), (batch, height, width, 2))
 
 
-class _RefineStep(nn.Module):
-  """One refinement iteration; its parameters are the official `update_block`'s (minus mask)."""
-  variant: str
-  emit: bool
-
-  @nn.compact
-  def __call__(self, carry, inp, corr_state, coords0):
-    cfg = VARIANTS[self.variant]
-    net, coords1 = carry
-    coords1 = jax.lax.stop_gradient(coords1)  # no gradient through the sampling positions
-    corr = raft_corr.corr_lookup(corr_state, coords1, radius=cfg['radius'])
-    flow = coords1 - coords0
-    motion = MotionEncoder(cfg['small'], name='encoder')(flow, corr)
-    net = GRU(cfg['hidden'], cfg['small'], name='gru')(net, jnp.concatenate([inp, motion], -1))
-    coords1 = coords1 + FlowHead(128 if cfg['small'] else 256, name='flow_head')(net)
-    return (net, coords1), ((net, coords1) if self.emit else None)
-
-
 class RAFT(nn.Module):
   """RAFT. Call with uint8/float RGB images [B, H, W, 3] in 0..255 (any H, W >= 8).
 
@@ -152,6 +136,8 @@ class RAFT(nn.Module):
     unroll: refinement iterations unrolled per scan step. The values are identical; on CPU
       the backward pass of a rolled scan runs ~8x slower than unrolled (measured 8.1 s vs
       0.95 s per RAFT-small step at 64x128, batch 4, 8 iterations), so training unrolls.
+    winograd: run the refinement loop's 3x3 convs as Winograd F(2x2, 3x3) (models/winograd.py):
+      same values up to float rounding, fewer multiplications.
   """
   variant: str = 'standard'
   corr: str = 'all_pairs'
@@ -160,6 +146,7 @@ class RAFT(nn.Module):
   freeze_bn: bool = False
   pad_mode: str = 'sintel'
   unroll: int = 1
+  winograd: bool = True
 
   @nn.compact
   def __call__(self, image1: Array, image2: Array, *, iters: int = 12,
@@ -189,19 +176,29 @@ class RAFT(nn.Module):
     net = jnp.tanh(cnet[..., :cfg['hidden']])
     inp = nn.relu(cnet[..., cfg['hidden']:])
 
-    corr_state = raft_corr.corr_init(fmap1, fmap2, mode=self.corr, num_levels=CORR_LEVELS)
+    corr_state = raft_corr.corr_init(fmap1, fmap2, mode=self.corr, num_levels=CORR_LEVELS,
+                                     radius=cfg['radius'])
     h8, w8 = fmap1.shape[1:3]
     coords0 = coords_grid(bsz, h8, w8)
     coords1 = coords0 if flow_init is None else coords0 + flow_init.astype(jnp.float32)
 
-    step = _RefineStep
+    p = UpdateBlockParams(small, cfg['hidden'], cfg['context'],
+                          CORR_LEVELS * (2 * cfg['radius'] + 1)**2, name='update_block')()
+    p = prepare_update_block(p, inp, small=small, use_winograd=self.winograd)  # done once
+
+    def step(carry, _):
+      net, coords1 = carry
+      coords1 = jax.lax.stop_gradient(coords1)  # no gradient through the sampling positions
+      corr = raft_corr.corr_lookup(corr_state, coords1, radius=cfg['radius'])
+      motion = motion_features(p['encoder'], coords1 - coords0, corr, small=small)
+      net = gru_step(p['gru'], net, motion)
+      coords1 = coords1 + flow_head(p['flow_head'], net)
+      return (net, coords1), ((net, coords1) if all_iterations else None)
+
     if self.remat:
-      step = nn.remat(step, prevent_cse=False)
-    scan = nn.scan(step, variable_broadcast='params', split_rngs={'params': False},
-                   in_axes=(nn.broadcast, nn.broadcast, nn.broadcast), length=iters,
-                   unroll=max(1, min(int(self.unroll), iters)))
-    refine = scan(self.variant, all_iterations, name='update_block')
-    (net, coords1), emitted = refine((net, coords1), inp, corr_state, coords0)
+      step = jax.checkpoint(step, prevent_cse=False)
+    (net, coords1), emitted = jax.lax.scan(step, (net, coords1), None, length=iters,
+                                           unroll=max(1, min(int(self.unroll), iters)))
     mask_head = None if small else MaskHead(name='mask')
 
     def upsample(net_t, flow_t):
@@ -287,10 +284,48 @@ def _check_frames(image1, image2) -> tuple[Array, Array, bool]:
   return image1, image2, single
 
 
-@functools.partial(jax.jit, static_argnames=('variant', 'iters', 'corr', 'pad_mode'))
-def _estimate(variables, image1, image2, flow_init, *, variant, iters, corr, pad_mode):
+# XLA:CPU (jax 0.10) hands convolutions to YNNPACK by default. On RAFT's shapes the Eigen
+# path is faster: inference 2.17 s instead of 2.67 s per 368x496 pair (raft_large, 12
+# iterations), a RAFT-small training step 0.40 s instead of 0.59 s (batch 4, 64x128), both on
+# the 2-core Zen 3 of benchmarks/RESULTS.md. The option is given to RAFT's own programs only,
+# so nothing else in the process changes.
+CPU_COMPILER_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': ''}
+_STATIC = ('variant', 'iters', 'corr', 'pad_mode')
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_options_supported() -> bool:
+  if jax.default_backend() != 'cpu':
+    return False
+  try:  # an XLA that no longer knows the option rejects it at compile time
+    jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(
+        jnp.zeros((), jnp.float32)).compile()
+  except jax.errors.JaxRuntimeError as exc:
+    logging.warning('XLA rejected %s (%s); RAFT uses its default CPU kernels.',
+                    sorted(CPU_COMPILER_OPTIONS), str(exc).splitlines()[0])
+    return False
+  return True
+
+
+def cpu_compiler_options() -> dict[str, str] | None:
+  """`compiler_options` for jitting RAFT: CPU_COMPILER_OPTIONS on an XLA:CPU that accepts
+  them, else None (other backends, or an XLA without the option)."""
+  return dict(CPU_COMPILER_OPTIONS) if _cpu_options_supported() else None
+
+
+def _estimate_impl(variables, image1, image2, flow_init, *, variant, iters, corr, pad_mode):
   model = RAFT(variant=variant, corr=corr, pad_mode=pad_mode)
   return model.apply(variables, image1, image2, iters=iters, flow_init=flow_init)
+
+
+_estimate_default = jax.jit(_estimate_impl, static_argnames=_STATIC)
+_estimate_cpu = jax.jit(_estimate_impl, static_argnames=_STATIC,
+                        compiler_options=CPU_COMPILER_OPTIONS)
+
+
+def _estimate(*args, **kwargs):
+  fn = _estimate_cpu if cpu_compiler_options() else _estimate_default
+  return fn(*args, **kwargs)
 
 
 def estimate_flow(variables: dict, image1: Array, image2: Array, *, variant: str,
@@ -345,4 +380,4 @@ def load_raft(path: str, *, variant: str | None = None) -> tuple[dict, str]:
 
 __all__ = ['RAFT', 'VARIANTS', 'NUM_PARAMS', 'ARCHITECTURES', 'padding_for', 'pad_images',
            'unpad', 'convex_upsample', 'bilinear_upsample8', 'coords_grid', 'init_raft',
-           'variant_of', 'estimate_flow', 'load_raft', 'count_params']
+           'variant_of', 'estimate_flow', 'load_raft', 'count_params', 'cpu_compiler_options']

@@ -6,7 +6,8 @@ around coords / 2^i, bilinearly sampled in pixel coordinates with zero padding, 
 order ``(dx + r) * (2r + 1) + (dy + r)`` (x offset slow, y offset fast), levels fine to coarse.
 
 * ``'all_pairs'`` (official default): C0 = f1 . f2 / sqrt(D) for all pixel pairs, a
-  [B, h, w, h, w] volume, average-pooled over the target axes; memory O((hw)^2).
+  [B, h, w, h, w] volume, average-pooled over the target axes; memory O((hw)^2). Each level
+  is stored with a zero margin so that a window is one contiguous slice.
 * ``'on_demand'`` (the official alternate_corr idea): keep fmap1 and average-pooled copies of
   fmap2, and compute only the dot products needed by each window. Pooling the volume over
   the target axes equals correlating with pooled features, and bilinear sampling is linear,
@@ -44,80 +45,116 @@ def _pool2(x: jax.Array, axes: tuple[int, int]) -> jax.Array:
   return x.reshape(shape).mean(axis=(a + 1, b + 2))
 
 
+def _window_corner(coords: jax.Array, radius: int, height: int, width: int):
+  """(x0, y0) int32 [...], the integer part of each clamped window centre, and its
+  fractional part (fx, fy) [..., 1, 1].
+
+  Windows whose centre lies more than r+1 outside the grid are all zero; clamping the centre
+  to [-r-2, size+r] keeps every patch index within 2r+2 of the grid without changing a value.
+  """
+  x = jnp.clip(coords[..., 0], -radius - 2.0, width + radius)
+  y = jnp.clip(coords[..., 1], -radius - 2.0, height + radius)
+  x0, y0 = jnp.floor(x), jnp.floor(y)
+  fx, fy = (x - x0)[..., None, None], (y - y0)[..., None, None]
+  return x0.astype(jnp.int32), y0.astype(jnp.int32), fx, fy
+
+
 def _patch_geometry(coords: jax.Array, radius: int, height: int, width: int):
   """Integer patch of each window and its bilinear weights.
 
   Args:
     coords: [..., 2] window centres (x, y) in level pixels.
   Returns:
-    flat: int32 [..., n*n] flat target indices (row-major, clipped into range), n = 2r+2.
+    flat: int32 [..., n*n] flat row-major target indices (clipped into range) of the patch
+      entries in x-major order (column offset slow), n = 2r+2.
     valid: bool [..., n*n] whether the patch entry lies inside the level.
     fx, fy: [..., 1, 1] fractional parts (shared by the whole window).
   """
   r = radius
   n = 2 * r + 2
-  # Windows whose centre is further than r+1 outside the grid are all zero; clamping the
-  # centre there keeps the integer indices bounded without changing any value.
-  x = jnp.clip(coords[..., 0], -r - 2.0, width + r + 1.0)
-  y = jnp.clip(coords[..., 1], -r - 2.0, height + r + 1.0)
-  x0, y0 = jnp.floor(x), jnp.floor(y)
-  fx, fy = (x - x0)[..., None, None], (y - y0)[..., None, None]
+  x0, y0, fx, fy = _window_corner(coords, radius, height, width)
   steps = jnp.arange(n, dtype=jnp.int32) - r
-  cols = x0.astype(jnp.int32)[..., None] + steps  # [..., n]
-  rows = y0.astype(jnp.int32)[..., None] + steps
-  valid = (((rows >= 0) & (rows < height))[..., :, None]
-           & ((cols >= 0) & (cols < width))[..., None, :])
-  flat = (jnp.clip(rows, 0, height - 1)[..., :, None] * width
-          + jnp.clip(cols, 0, width - 1)[..., None, :])
+  cols = x0[..., None] + steps  # [..., n]
+  rows = y0[..., None] + steps
+  valid = (((cols >= 0) & (cols < width))[..., :, None]
+           & ((rows >= 0) & (rows < height))[..., None, :])
+  flat = (jnp.clip(cols, 0, width - 1)[..., :, None]
+          + jnp.clip(rows, 0, height - 1)[..., None, :] * width)
   lead = coords.shape[:-1]
   return flat.reshape(lead + (n * n,)), valid.reshape(lead + (n * n,)), fx, fy
 
 
 def _blend(patch: jax.Array, fx: jax.Array, fy: jax.Array, radius: int) -> jax.Array:
-  """[..., n*n] patch values (rows = y, cols = x) -> [..., (2r+1)^2] x-major window."""
+  """[..., n*n] x-major patch values -> [..., (2r+1)^2] x-major window.
+
+  The x offset is the slow channel index because the pretrained convc1 relies on it; keeping
+  patches x-major throughout spares a transpose per level and iteration.
+  """
   n = 2 * radius + 2
-  p = patch.reshape(patch.shape[:-1] + (n, n))
-  rows = p[..., :-1, :] * (1.0 - fy) + p[..., 1:, :] * fy
-  win = rows[..., :, :-1] * (1.0 - fx) + rows[..., :, 1:] * fx  # [..., dy, dx]
-  win = jnp.swapaxes(win, -1, -2)  # x offset is the slow index (pretrained convc1 relies on it)
+  p = patch.reshape(patch.shape[:-1] + (n, n))  # [..., x, y]
+  cols = p[..., :, :-1] * (1.0 - fy) + p[..., :, 1:] * fy
+  win = cols[..., :-1, :] * (1.0 - fx) + cols[..., 1:, :] * fx  # [..., dx, dy]
   return win.reshape(win.shape[:-2] + ((2 * radius + 1)**2,))
 
 
-def corr_init(fmap1: jax.Array, fmap2: jax.Array, *, mode: str, num_levels: int) -> dict[str, Any]:
+def window_pad(radius: int) -> int:
+  """Zero margin around each all-pairs level: every clamped window (see `_patch_geometry`)
+  then lies inside, so one (2r+2)^2 slice per pixel needs no bounds checks."""
+  return 2 * radius + 2
+
+
+def corr_init(fmap1: jax.Array, fmap2: jax.Array, *, mode: str, num_levels: int,
+              radius: int) -> dict[str, Any]:
   """Builds the state that `corr_lookup` samples from.
 
   Args:
     fmap1, fmap2: float32 [B, h, w, D] feature maps of image 1 and 2.
-    mode: 'all_pairs' (pyramid of [B, h, w, h_i, w_i] volumes) or 'on_demand'
-      (fmap1 [B, h, w, D] scaled by 1/sqrt(D) and pooled fmap2 levels [B, h_i, w_i, D]).
+    mode: 'all_pairs' (pyramid of volumes [B, h, w, w_i + 2p, h_i + 2p], target x before
+      y, zero margin p = `window_pad(radius)`) or 'on_demand' (fmap1 [B, h, w, D] scaled by 1/sqrt(D) and
+      pooled fmap2 levels [B, h_i, w_i, D]).
+    radius: the lookup radius (sets the all-pairs margin).
   """
   if mode not in CORR_MODES:
     raise ValueError(f'corr mode must be one of {CORR_MODES}, got {mode!r}')
   fmap1 = fmap1.astype(jnp.float32)
   fmap2 = fmap2.astype(jnp.float32)
   b, h, w, d = fmap1.shape
-  if mode == 'all_pairs':
-    vol = jnp.matmul(fmap1.reshape(b, h * w, d), fmap2.reshape(b, h * w, d).transpose(0, 2, 1),
-                     precision=jax.lax.Precision.HIGHEST)
-    vol = (vol / math.sqrt(d)).reshape(b, h, w, h, w)
-    levels = [vol]
-    for _ in range(num_levels - 1):
-      levels.append(_pool2(levels[-1], (3, 4)))
-    return {'levels': tuple(levels)}
-  levels = [fmap2]
+  pooled = [fmap2]
   for _ in range(num_levels - 1):
-    levels.append(_pool2(levels[-1], (1, 2)))
-  return {'fmap1': fmap1 / math.sqrt(d), 'levels': tuple(levels)}
+    pooled.append(_pool2(pooled[-1], (1, 2)))
+  if mode == 'on_demand':
+    return {'fmap1': fmap1 / math.sqrt(d), 'levels': tuple(pooled)}
+  # The official pyramid average-pools the level-0 volume over its target axes. Pooling is
+  # linear, so level i equals fmap1 correlated with fmap2 pooled i times: four smaller
+  # matmuls instead of pooling a [h*w, h*w] volume, equal up to float rounding.
+  pad = window_pad(radius)
+  f1 = (fmap1 / math.sqrt(d)).reshape(b, h * w, d)
+  levels = []
+  for f2 in pooled:
+    hi, wi = f2.shape[1:3]
+    f2 = f2.transpose(0, 2, 1, 3).reshape(b, wi * hi, d)  # x-major targets, as the windows
+    vol = jnp.matmul(f1, f2.transpose(0, 2, 1),
+                     precision=jax.lax.Precision.HIGHEST).reshape(b, h, w, wi, hi)
+    levels.append(jnp.pad(vol, ((0, 0),) * 3 + ((pad, pad),) * 2))
+  return {'levels': tuple(levels)}
 
 
 def _lookup_volume(vol: jax.Array, coords: jax.Array, radius: int) -> jax.Array:
-  b, h, w, hi, wi = vol.shape
+  """Windows of one zero-margined level: one (2r+2) x (2r+2) slice per pixel, blended."""
+  b, h, w, wp, hp = vol.shape
+  pad = window_pad(radius)
+  wi, hi = wp - 2 * pad, hp - 2 * pad
   if hi == 0 or wi == 0:  # a level pooled away on tiny inputs contributes zeros
     return jnp.zeros((b, h, w, (2 * radius + 1)**2), vol.dtype)
-  flat, valid, fx, fy = _patch_geometry(coords, radius, hi, wi)
-  patch = jnp.take_along_axis(vol.reshape(b, h, w, hi * wi), flat, axis=-1,
-                              mode='promise_in_bounds')
-  return _blend(jnp.where(valid, patch, 0.0), fx, fy, radius)
+  n = 2 * radius + 2
+  x0, y0, fx, fy = _window_corner(coords, radius, hi, wi)
+  starts = jnp.stack([jnp.arange(b * h * w, dtype=jnp.int32),
+                      (x0 - radius + pad).reshape(-1), (y0 - radius + pad).reshape(-1)], -1)
+  dims = jax.lax.GatherDimensionNumbers(offset_dims=(1, 2), collapsed_slice_dims=(0,),
+                                        start_index_map=(0, 1, 2))
+  patch = jax.lax.gather(vol.reshape(b * h * w, wp, hp), starts, dims, slice_sizes=(1, n, n),
+                         mode='promise_in_bounds')
+  return _blend(patch.reshape(b, h, w, n * n), fx, fy, radius)
 
 
 def _lookup_features(fmap1: jax.Array, fmap2: jax.Array, coords: jax.Array,

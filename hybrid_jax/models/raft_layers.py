@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from hybrid_jax.models import winograd
+
 Array = jax.Array
 
 
@@ -50,14 +52,14 @@ class ConvParams(nn.Module):
     return kernel, bias
 
 
-def conv2d(x: Array, kernel: Array, bias: Array, *, stride: int = 1) -> Array:
+def conv2d(x: Array, kernel: Array, bias: Array | None = None, *, stride: int = 1) -> Array:
   """NHWC conv with PyTorch's symmetric padding (k-1)//2; x [B,H,W,I], kernel [kh,kw,I,O]."""
   kh, kw = kernel.shape[:2]
   y = jax.lax.conv_general_dilated(
       x, kernel.astype(x.dtype), (stride, stride),
       ((((kh - 1) // 2,) * 2), (((kw - 1) // 2,) * 2)),
       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  return y + bias.astype(x.dtype)
+  return y if bias is None else y + bias.astype(x.dtype)
 
 
 def conv(x: Array, features: int, kernel_size: int | tuple[int, int], *, name: str,
@@ -163,59 +165,146 @@ class Encoder(nn.Module):
     return x
 
 
-class MotionEncoder(nn.Module):
-  """Encodes (flow, corr) -> [motion features, flow]; 128 channels (standard) or 82 (small)."""
+# ---- the update block: parameters declared once, iterations as pure functions -------------
+#
+# The refinement loop runs as a plain `jax.lax.scan` over functions of these arrays (not over
+# Flax modules), so that work that does not change between iterations is done once before
+# the loop (`prepare_update_block`): the context's share of every GRU gate, the kernel slices
+# and the Winograd transforms of the 3x3 kernels.
+
+
+def update_block_specs(*, small: bool, hidden: int, context: int, corr_channels: int
+                       ) -> dict[str, tuple[tuple[str, int, tuple[int, int], int], ...]]:
+  """{group: ((conv name, out features, kernel size, in features), ...)} of the official
+  update block without its mask head (motion encoder 'encoder', 'gru', 'flow_head')."""
+  if small:
+    motion = 82  # 80 conv features + the 2 flow channels
+    encoder = (('convc1', 96, (1, 1), corr_channels), ('convf1', 64, (7, 7), 2),
+               ('convf2', 32, (3, 3), 64), ('conv', 80, (3, 3), 96 + 32))
+    passes = (('', (3, 3)),)
+    head = 128
+  else:
+    motion = 128
+    encoder = (('convc1', 256, (1, 1), corr_channels), ('convc2', 192, (3, 3), 256),
+               ('convf1', 128, (7, 7), 2), ('convf2', 64, (3, 3), 128),
+               ('conv', 126, (3, 3), 192 + 64))
+    passes = (('1', (1, 5)), ('2', (5, 1)))
+    head = 256
+  gru = tuple(('conv' + gate + suffix, hidden, ks, hidden + context + motion)
+              for suffix, ks in passes for gate in 'zrq')
+  flow_head = (('conv1', head, (3, 3), hidden), ('conv2', 2, (3, 3), head))
+  return {'encoder': encoder, 'gru': gru, 'flow_head': flow_head}
+
+
+class _ConvGroup(nn.Module):
+  """Declares the convs of `specs` under their own names; returns {name: (kernel, bias)}."""
+  specs: tuple[tuple[str, int, tuple[int, int], int], ...]
+
+  @nn.compact
+  def __call__(self) -> dict[str, tuple[Array, Array]]:
+    return {name: ConvParams(features, ks, name=name)(in_features)
+            for name, features, ks, in_features in self.specs}
+
+
+class UpdateBlockParams(nn.Module):
+  """The update block's parameters (official names, e.g. update_block/gru/convz1/kernel).
+
+  Returns {'encoder' | 'gru' | 'flow_head': {conv name: (kernel, bias)}}.
+  """
   small: bool
-
-  @nn.compact
-  def __call__(self, flow: Array, corr: Array) -> Array:
-    relu = nn.relu
-    if self.small:
-      cor = relu(conv(corr, 96, 1, name='convc1'))
-      flo = relu(conv(flow, 64, 7, name='convf1'))
-      flo = relu(conv(flo, 32, 3, name='convf2'))
-      out = relu(conv(jnp.concatenate([cor, flo], -1), 80, 3, name='conv'))
-    else:
-      cor = relu(conv(corr, 256, 1, name='convc1'))
-      cor = relu(conv(cor, 192, 3, name='convc2'))
-      flo = relu(conv(flow, 128, 7, name='convf1'))
-      flo = relu(conv(flo, 64, 3, name='convf2'))
-      out = relu(conv(jnp.concatenate([cor, flo], -1), 126, 3, name='conv'))
-    return jnp.concatenate([out, flow], -1)
-
-
-class GRU(nn.Module):
-  """ConvGRU (small: one 3x3 pass) or SepConvGRU (standard: a 1x5 then a 5x1 pass)."""
   hidden: int
-  small: bool
-
-  def _pass(self, h: Array, x: Array, ks: tuple[int, int], suffix: str) -> Array:
-    in_f = h.shape[-1] + x.shape[-1]
-    kz, bz = ConvParams(self.hidden, ks, name='convz' + suffix)(in_f)
-    kr, br = ConvParams(self.hidden, ks, name='convr' + suffix)(in_f)
-    kq, bq = ConvParams(self.hidden, ks, name='convq' + suffix)(in_f)
-    hx = jnp.concatenate([h, x], -1)
-    # z and r read the same input: one conv with 2*hidden outputs is the same arithmetic,
-    # with a larger (faster) matmul.
-    zr = jax.nn.sigmoid(conv2d(hx, jnp.concatenate([kz, kr], -1), jnp.concatenate([bz, br])))
-    z, r = zr[..., :self.hidden], zr[..., self.hidden:]
-    q = jnp.tanh(conv2d(jnp.concatenate([r * h, x], -1), kq, bq))
-    return (1.0 - z) * h + z * q
+  context: int
+  corr_channels: int
 
   @nn.compact
-  def __call__(self, h: Array, x: Array) -> Array:
-    if self.small:
-      return self._pass(h, x, (3, 3), '')
-    h = self._pass(h, x, (1, 5), '1')
-    return self._pass(h, x, (5, 1), '2')
+  def __call__(self) -> dict[str, dict[str, tuple[Array, Array]]]:
+    specs = update_block_specs(small=self.small, hidden=self.hidden, context=self.context,
+                               corr_channels=self.corr_channels)
+    return {group: _ConvGroup(s, name=group)() for group, s in specs.items()}
 
 
-class FlowHead(nn.Module):
-  hidden: int
+def apply_conv(x: Array, kernel: Array, bias: Array | None = None) -> Array:
+  """A prepared conv: direct for an HWIO kernel [kh, kw, I, O], Winograd F(2x2, 3x3) for a
+  transformed 3x3 kernel [16, I, O] (see `prepare_kernel`)."""
+  if kernel.ndim == 3:
+    return winograd.conv3x3(x, kernel, bias)
+  return conv2d(x, kernel, bias)
 
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    return conv(nn.relu(conv(x, self.hidden, 3, name='conv1')), 2, 3, name='conv2')
+
+def prepare_kernel(kernel: Array, *, use_winograd: bool) -> Array:
+  """The kernel `apply_conv` should get: 3x3 kernels in the Winograd domain if asked."""
+  if use_winograd and kernel.shape[:2] == (3, 3):
+    return winograd.transform_kernel(kernel)
+  return kernel
+
+
+def prepare_update_block(p: dict, inp: Array, *, small: bool, use_winograd: bool) -> dict:
+  """The update block's loop-invariant state: {'encoder', 'flow_head': {conv: (kernel,
+  bias)}, 'gru': `gru_prepare`}, kernels as `prepare_kernel` makes them."""
+  def convs(group):
+    return {name: (prepare_kernel(k, use_winograd=use_winograd), b)
+            for name, (k, b) in group.items()}
+  return {'encoder': convs(p['encoder']), 'flow_head': convs(p['flow_head']),
+          'gru': gru_prepare(p['gru'], inp, small=small, use_winograd=use_winograd)}
+
+
+def motion_features(p: dict, flow: Array, corr: Array, *, small: bool) -> Array:
+  """Motion encoder: (flow [B,h,w,2], corr [B,h,w,L]) -> [B,h,w,128] (small: 82), flow last.
+
+  `p`: the prepared 'encoder' convs of `prepare_update_block`.
+  """
+  relu = jax.nn.relu
+  if small:
+    cor = relu(apply_conv(corr, *p['convc1']))
+  else:
+    cor = relu(apply_conv(relu(apply_conv(corr, *p['convc1'])), *p['convc2']))
+  flo = relu(apply_conv(relu(apply_conv(flow, *p['convf1'])), *p['convf2']))
+  out = relu(apply_conv(jnp.concatenate([cor, flo], -1), *p['conv']))
+  return jnp.concatenate([out, flow], -1)
+
+
+def gru_prepare(p: dict, inp: Array, *, small: bool, use_winograd: bool = False
+                ) -> list[dict[str, Array]]:
+  """Loop-invariant parts of the GRU, one dict per pass (small: one 3x3; standard: 1x5, 5x1).
+
+  Each gate reads concat([h, inp, motion]) (official channel order). A conv is linear in its
+  input channels (zero padding included), so the context's share of the z, r, q gates plus
+  their biases is one conv of `inp` computed once ('ctx' [B,h,w,3*hidden]); the loop convolves
+  only h and the motion features, with the kernels' matching input rows ('k_zr', 'k_q').
+  """
+  out = []
+  for suffix in ([''] if small else ['1', '2']):
+    (kz, bz), (kr, br), (kq, bq) = (p['conv' + g + suffix] for g in 'zrq')
+    hidden = kz.shape[-1]
+    context = inp.shape[-1]
+    ctx_rows = slice(hidden, hidden + context)
+
+    def own_rows(k):  # rows of h and of the motion features
+      return jnp.concatenate([k[:, :, :hidden], k[:, :, hidden + context:]], axis=2)
+    ctx = conv2d(inp, jnp.concatenate([kz[:, :, ctx_rows], kr[:, :, ctx_rows],
+                                       kq[:, :, ctx_rows]], -1), jnp.concatenate([bz, br, bq]))
+    k_zr = jnp.concatenate([own_rows(kz), own_rows(kr)], -1)
+    out.append({'ctx': ctx, 'k_zr': prepare_kernel(k_zr, use_winograd=use_winograd),
+                'k_q': prepare_kernel(own_rows(kq), use_winograd=use_winograd)})
+  return out
+
+
+def gru_step(prepared: list[dict[str, Array]], h: Array, motion: Array) -> Array:
+  """One ConvGRU / SepConvGRU update of h [B,h,w,hidden] (`prepared` from `gru_prepare`)."""
+  for p in prepared:
+    hidden = h.shape[-1]
+    zr = jax.nn.sigmoid(apply_conv(jnp.concatenate([h, motion], -1), p['k_zr'])
+                        + p['ctx'][..., :2 * hidden])
+    z, r = zr[..., :hidden], zr[..., hidden:]
+    q = jnp.tanh(apply_conv(jnp.concatenate([r * h, motion], -1), p['k_q'])
+                 + p['ctx'][..., 2 * hidden:])
+    h = (1.0 - z) * h + z * q
+  return h
+
+
+def flow_head(p: dict, net: Array) -> Array:
+  """Flow update [B,h,w,2] (1/8 px) from the hidden state (`p`: prepared 'flow_head')."""
+  return apply_conv(jax.nn.relu(apply_conv(net, *p['conv1'])), *p['conv2'])
 
 
 class MaskHead(nn.Module):

@@ -36,7 +36,7 @@ TrainStep = Callable[[TrainState, dict], tuple[TrainState, dict]]
 
 def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, mesh,
                     rng: jax.Array, schedule: Callable | None = None,
-                    donate: bool = True) -> TrainStep:
+                    donate: bool = True, compiler_options: dict | None = None) -> TrainStep:
   """Returns `train_step(state, batch) -> (state, metrics)`, jitted over `mesh`.
 
   Args:
@@ -47,6 +47,8 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, mesh,
     rng: typed base key (`jax.random.key(seed)`); step s uses `fold_in(rng, s)`.
     schedule: lr(step); the update of step s is multiplied by lr(s).
     donate: donate the input state's buffers (never use the old state afterwards).
+    compiler_options: XLA options for this step's program only (e.g.
+      `models.raft.cpu_compiler_options()`).
 
   A step whose loss or gradient norm is NaN/Inf leaves params, batch_stats and opt_state
   as they were, still advances `step` (the data position), increments `bad_steps` and
@@ -81,7 +83,8 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, mesh,
     return new_state, metrics
 
   rep = mesh_lib.replicated(mesh)
-  return jax.jit(step_fn, donate_argnums=(0,) if donate else (), out_shardings=(rep, rep))
+  return jax.jit(step_fn, donate_argnums=(0,) if donate else (), out_shardings=(rep, rep),
+                 compiler_options=compiler_options)
 
 
 def to_host(tree: Any) -> Any:
