@@ -64,6 +64,16 @@ def check_config(config) -> None:
     _choice(config.flow, 'variant', 'flow', ('small', 'standard'))
     _choice(config.flow, 'corr', 'flow', ('all_pairs', 'on_demand'))
     _positive(config.flow, 'iters', 'flow')
+    if 'train_iters' in config.flow:
+      _positive(config.flow, 'train_iters', 'flow')
+    if 'train_crop' in config.flow:
+      crop = tuple(config.flow.train_crop)
+      if (len(crop) != 2 or not all(isinstance(v, int) and v >= 0 for v in crop)
+          or (0 in crop and crop != (0, 0))):
+        _fail('flow.train_crop', crop, 'must be (height, width) in pixels, or (0, 0) for '
+              'data.crop_height/crop_width.')
+      if crop != (0, 0) and (crop[0] > d.height or crop[1] > d.width):
+        _fail('flow.train_crop', crop, f'the crop must fit in the frame ({d.height}x{d.width}).')
   if 'track' in config:
     _choice(config.track, 'variant', 'track', ('instance', 'pixel', 'hybrid'))
     if 'matcher' in config.track:

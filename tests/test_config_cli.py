@@ -44,6 +44,9 @@ def test_config_is_locked():
     ('mode', 'trian', 'mode'),
     ('flow.corr', 'dense', 'flow.corr'),
     ('train.profile_steps', '5', 'profile_steps'),
+    ('flow.train_iters', 0, 'flow.train_iters'),
+    ('flow.train_crop', (0, 64), 'flow.train_crop'),
+    ('flow.train_crop', (64, 4096), 'fit in the frame'),
 ])
 def test_out_of_range_values_raise_config_error(key, value, needle):
   c = synthetic.get_config('tiny')
@@ -95,3 +98,13 @@ def test_multi_scale_settings_are_checked():
     c.seg.test_scales = bad
     with pytest.raises(errors.ConfigError, match='test_scales'):
       config_checks.check_config(c)
+
+
+def test_flow_training_iterations_and_crop_default_to_inference_and_data():
+  from hybrid_jax.stages import flow as flow_stage
+  c = synthetic.get_config('')
+  assert flow_stage.train_iters(c) == c.flow.iters
+  assert flow_stage.train_crop(c) == (c.data.crop_height, c.data.crop_width)
+  c.flow.train_iters, c.flow.train_crop = 5, (32, 48)
+  assert flow_stage.train_iters(c) == 5 and flow_stage.train_crop(c) == (32, 48)
+  assert flow_stage._model(c, train=True).unroll == 5

@@ -44,8 +44,11 @@ def train_stage(*, config, workdir: str, stage_name: str, stage_cfg, architectur
                 make_data_iterator: Callable[[int], Iterator[Mapping[str, Any]]],
                 frozen: Sequence[str] = (), no_weight_decay: Sequence[str] = (),
                 eval_fn=None, eval_every_steps: int = 0,
-                metadata: Mapping[str, Any] | None = None) -> dict:
+                metadata: Mapping[str, Any] | None = None,
+                compiler_options: Mapping[str, Any] | None = None) -> dict:
   """Trains `variables['params']` (and batch_stats) for `stage_cfg.train.steps` steps.
+
+  `compiler_options` go to the jitted train step only (see `training.step.make_train_step`).
 
   Returns the trained variables ({'params', 'batch_stats'?}) as host numpy trees.
   """
@@ -62,7 +65,8 @@ def train_stage(*, config, workdir: str, stage_name: str, stage_cfg, architectur
   state = state_lib.create_train_state(params, tx, batch_stats=variables.get('batch_stats'))
   train_step = step_lib.make_train_step(
       loss_fn, tx, mesh=mesh, rng=jax.random.key(config.seed + zlib.crc32(stage_name.encode()) % 1000),
-      schedule=optim.make_schedule(train_cfg))
+      schedule=optim.make_schedule(train_cfg),
+      compiler_options=dict(compiler_options) if compiler_options else None)
   state = loop_lib.train_loop(
       workdir=workdir, state=state, train_step=train_step,
       make_data_iterator=make_data_iterator, num_steps=train_cfg.steps, mesh=mesh,
@@ -127,9 +131,10 @@ def labels_on_every_frame(config) -> bool:
 
 
 def pair_iterator(config, source, *, batch_size: int, max_delta: int, seed: int,
-                  start_step: int = 0, labels: bool = True, require_flow: bool = False):
-  """The stages' frame-pair batches (`pipeline.make_pair_iterator`): crops and flips from
-  config.data, this process's slice of each global batch.
+                  start_step: int = 0, labels: bool = True, require_flow: bool = False,
+                  crop_hw: tuple[int, int] | None = None):
+  """The stages' frame-pair batches (`pipeline.make_pair_iterator`): crops (`crop_hw`, else
+  config.data's) and flips from config.data, this process's slice of each global batch.
 
   With `labels`, pairs of labelled frames on real datasets and any frames (labels kept on
   every one) on the synthetic data; without, labels are not looked at (flow training).
@@ -138,7 +143,8 @@ def pair_iterator(config, source, *, batch_size: int, max_delta: int, seed: int,
   d = config.data
   every = labels and labels_on_every_frame(config)
   return pipeline.make_pair_iterator(
-      source, batch_size=batch_size, crop_hw=(d.crop_height, d.crop_width), hflip=d.hflip,
+      source, batch_size=batch_size, crop_hw=tuple(crop_hw or (d.crop_height, d.crop_width)),
+      hflip=d.hflip,
       max_delta=max_delta, seed=seed, start_step=start_step, process_index=pidx,
       process_count=pcount, require_labels=labels and not every, labels_on_every_frame=every,
       require_flow=require_flow, worker_count=d.worker_count)
