@@ -6,7 +6,8 @@
 torchvision's randomly initialised raft_large (or raft_small) is converted with
 hybrid_jax.convert.raft, so both run identical weights on an identical textured frame pair.
 Times are the median of --repeats timed forwards after one warm-up (which includes our jit
-compile). Peak memory (ru_maxrss) of both correlation variants is measured in fresh
+compile); ours and torchvision's forwards alternate, so that load from elsewhere on a shared
+machine falls on both. Peak memory (ru_maxrss) of both correlation variants is measured in fresh
 subprocesses at --memory-size.
 """
 
@@ -37,16 +38,21 @@ def textured_pair(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
   return tex[8:8 + h, 8:8 + w], tex[6:6 + h, 11:11 + w]
 
 
-def _median_time(fn, repeats: int) -> tuple[float, float]:
-  """(median wall s, median process CPU s) of `repeats` calls after one warm-up call."""
-  fn()  # warm-up (jit compile / allocator)
-  wall, cpu = [], []
-  for _ in range(repeats):
-    t0, c0 = time.perf_counter(), time.process_time()
+def _median_times(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
+  """{name: (median wall s, median process CPU s)} of `repeats` calls of each function after
+  one warm-up call each (jit compile / allocator). The calls alternate between the
+  functions, so that a slow spell of a shared machine hits all of them alike."""
+  for fn in fns.values():
     fn()
-    wall.append(time.perf_counter() - t0)
-    cpu.append(time.process_time() - c0)
-  return statistics.median(wall), statistics.median(cpu)
+  wall = {k: [] for k in fns}
+  cpu = {k: [] for k in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      t0, c0 = time.perf_counter(), time.process_time()
+      fn()
+      wall[name].append(time.perf_counter() - t0)
+      cpu[name].append(time.process_time() - c0)
+  return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
 
 
 def memory_child(mode: str, h: int, w: int, iters: int, variant: str) -> None:
@@ -128,7 +134,7 @@ def main(argv=None) -> int:
       t0 = time.perf_counter()
       flow_ours = ours()
       row['ours_first_call_s'] = round(time.perf_counter() - t0, 3)
-      row['ours_s'], row['ours_cpu_s'] = (round(v, 3) for v in _median_time(ours, args.repeats))
+      fns = {'ours': ours}
       if torch_model is not None:
         import torch
         t1 = torch.from_numpy(img1).permute(2, 0, 1)[None] / 127.5 - 1
@@ -137,8 +143,11 @@ def main(argv=None) -> int:
         def theirs():
           with torch.no_grad():
             return torch_model(t1, t2, num_flow_updates=iters)[-1]
-        row['torchvision_s'], row['torchvision_cpu_s'] = (
-            round(v, 3) for v in _median_time(theirs, args.repeats))
+        fns['torchvision'] = theirs
+      times = _median_times(fns, args.repeats)
+      row['ours_s'], row['ours_cpu_s'] = (round(v, 3) for v in times['ours'])
+      if torch_model is not None:
+        row['torchvision_s'], row['torchvision_cpu_s'] = (round(v, 3) for v in times['torchvision'])
         row['speedup'] = round(row['torchvision_s'] / row['ours_s'], 2)
         row['speedup_cpu_time'] = round(row['torchvision_cpu_s'] / row['ours_cpu_s'], 2)
         flow_tv = theirs()[0].permute(1, 2, 0).numpy()

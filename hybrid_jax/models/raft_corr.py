@@ -110,8 +110,8 @@ def corr_init(fmap1: jax.Array, fmap2: jax.Array, *, mode: str, num_levels: int,
   Args:
     fmap1, fmap2: float32 [B, h, w, D] feature maps of image 1 and 2.
     mode: 'all_pairs' (pyramid of volumes [B, h, w, w_i + 2p, h_i + 2p], target x before
-      y, zero margin p = `window_pad(radius)`) or 'on_demand' (fmap1 [B, h, w, D] scaled by 1/sqrt(D) and
-      pooled fmap2 levels [B, h_i, w_i, D]).
+      y, zero margin p = `window_pad(radius)`) or 'on_demand' (fmap1 [B, h, w, D] scaled
+      by 1/sqrt(D) and pooled fmap2 levels [B, h_i, w_i, D]).
     radius: the lookup radius (sets the all-pairs margin).
   """
   if mode not in CORR_MODES:

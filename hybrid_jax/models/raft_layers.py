@@ -170,7 +170,7 @@ class Encoder(nn.Module):
 # The refinement loop runs as a plain `jax.lax.scan` over functions of these arrays (not over
 # Flax modules), so that work that does not change between iterations is done once before
 # the loop (`prepare_update_block`): the context's share of every GRU gate, the kernel slices
-# and the Winograd transforms of the 3x3 kernels.
+# and the Winograd transforms of the kernels.
 
 
 def update_block_specs(*, small: bool, hidden: int, context: int, corr_channels: int
@@ -223,18 +223,19 @@ class UpdateBlockParams(nn.Module):
     return {group: _ConvGroup(s, name=group)() for group, s in specs.items()}
 
 
-def apply_conv(x: Array, kernel: Array, bias: Array | None = None) -> Array:
-  """A prepared conv: direct for an HWIO kernel [kh, kw, I, O], Winograd F(2x2, 3x3) for a
-  transformed 3x3 kernel [16, I, O] (see `prepare_kernel`)."""
-  if kernel.ndim == 3:
-    return winograd.conv3x3(x, kernel, bias)
+def apply_conv(x: Array, kernel: Array | winograd.Kernel, bias: Array | None = None) -> Array:
+  """A prepared conv (`prepare_kernel`): direct for an HWIO kernel, Winograd for a
+  `winograd.Kernel`."""
+  if isinstance(kernel, winograd.Kernel):
+    return winograd.conv(x, kernel, bias)
   return conv2d(x, kernel, bias)
 
 
-def prepare_kernel(kernel: Array, *, use_winograd: bool) -> Array:
-  """The kernel `apply_conv` should get: 3x3 kernels in the Winograd domain if asked."""
-  if use_winograd and kernel.shape[:2] == (3, 3):
-    return winograd.transform_kernel(kernel)
+def prepare_kernel(kernel: Array, *, use_winograd: bool) -> Array | winograd.Kernel:
+  """The kernel `apply_conv` should get: 3x3, 1x5 and 5x1 kernels in the Winograd domain if
+  asked, others as they are."""
+  if use_winograd and winograd.supports(kernel.shape):
+    return winograd.transform(kernel)
   return kernel
 
 

@@ -1,24 +1,29 @@
-"""Winograd F(2x2, 3x3) convolution (Lavin & Gray, "Fast Algorithms for Convolutional Neural
-Networks", CVPR 2016) for stride-1 3x3 convs with PyTorch's zero padding of 1.
+"""Winograd convolution (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
+CVPR 2016) for the stride-1 convs of RAFT's refinement loop: F(2x2, 3x3) for 3x3 kernels and
+F(4, 5) along one axis for the SepConvGRU's 1x5 / 5x1 kernels. Zero padding as PyTorch's
+(k-1)//2.
 
-Each 2x2 output tile is computed from the 4x4 input tile around it with 16 products per
-channel pair instead of 36 (2.25x fewer multiplications):
+F(m, r) computes m outputs of an r-tap filter from the n = m + r - 1 inputs around them:
 
-    Y = A^T [(G g G^T) * (B^T d B)] A
+    y = A^T [(G g) * (B^T d)]
 
-g the 3x3 kernel, d the 4x4 input tile; the element-wise product over the 16 positions is a
-batch of 16 matmuls over the channels. The transforms only add, subtract and halve, so float32
-results differ from a direct conv by rounding only (~1e-6 relative).
+with n products per channel pair instead of m * r. Over the channels the element-wise
+product is a batch of n matmuls. F(2x2, 3x3) applies the 1-D transforms along both axes
+(16 products for 4 outputs instead of 36); F(4, 5) needs 8 instead of 20. The transforms only
+form linear combinations, so the results equal a direct conv up to float rounding (~1e-5
+relative for F(4, 5), whose interpolation points include +-2 and +-1/2).
 
-Why here: RAFT's refinement loop runs its 3x3 convs on the 1/8-resolution grid (46x62 cells at
-368x496) twelve or more times per frame pair. There the matmuls dominate and this form is
-1.1-1.5x faster than XLA:CPU's direct conv (benchmarks/RESULTS.md). The kernel transform is
-done once per forward, before the loop (`transform_kernel`). At the encoders' large, narrow
-feature maps (184x248x64) the transforms' memory traffic makes it slower, so it is not used
-there.
+Why here: the loop runs these convs on the 1/8-resolution grid (46x62 cells at 368x496) twelve
+or more times per frame pair, where the matmuls dominate; this form made them 1.1-1.8x faster
+than XLA:CPU's direct conv (benchmarks/RESULTS.md). Kernels are transformed once per forward,
+before the loop (`transform`). On the encoders' large, narrow feature maps (184x248x64) the
+transforms' memory traffic made it slower, and on training crops' tiny grids too, so neither
+uses it.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -26,59 +31,126 @@ import numpy as np
 
 Array = jax.Array
 
-# Input transform B^T [4, 4], kernel transform G [4, 3], output transform A^T [2, 4].
-_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
-_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
-_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
+
+def toom_cook(m: int, r: int, points: tuple[float, ...]
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(A^T [m, n], G [n, r], B^T [n, n]) of F(m, r) from n - 1 finite points and infinity.
+
+  A linear convolution is evaluation at the points, a product and interpolation:
+  conv(g, x) = V^-1 [(V_r g) * (V_m x)], V[i, j] = p_i^j (the row of infinity picks the
+  leading coefficient). Correlation, what a conv layer computes, is its transpose, hence
+  A^T = V_m^T, G = V_r, B^T = V^-T.
+  """
+  n = m + r - 1
+  if len(points) != n - 1:
+    raise ValueError(f'F({m}, {r}) needs {n - 1} finite points, got {len(points)}')
+
+  def vandermonde(cols):  # rows: the points, then infinity (the top coefficient)
+    v = np.zeros((n, cols))
+    for i, p in enumerate(points):
+      v[i] = np.power(float(p), np.arange(cols))
+    v[-1, -1] = 1.0
+    return v
+  return vandermonde(m).T, vandermonde(r), np.linalg.inv(vandermonde(n)).T
 
 
-def transform_kernel(kernel: Array) -> Array:
-  """[3, 3, I, O] HWIO kernel -> [16, I, O] Winograd-domain kernel (G g G^T, row-major)."""
-  if kernel.shape[:2] != (3, 3):
-    raise ValueError(f'Winograd F(2x2, 3x3) needs a 3x3 kernel, got {kernel.shape}')
-  g = jnp.asarray(_G, kernel.dtype)
-  u = jnp.einsum('ai,ijco,bj->abco', g, kernel, g, precision=jax.lax.Precision.HIGHEST)
-  return u.reshape((16,) + kernel.shape[2:])
+# F(2, 3) (applied along both axes) and F(4, 5), float32.
+_F23 = tuple(a.astype(np.float32) for a in toom_cook(2, 3, (0, 1, -1)))
+_F45 = tuple(a.astype(np.float32) for a in toom_cook(4, 5, (0, 1, -1, 2, -2, 0.5, -0.5)))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+  """A kernel in the Winograd domain: u [n, I, O] (1-D) or [n*n, I, O] (2-D), `along` the
+  image axes it filters: 'hw' (3x3), 'w' (1x5) or 'h' (5x1)."""
+  u: Array
+  along: str = dataclasses.field(metadata=dict(static=True))
+
+
+_SHAPES = {(3, 3): 'hw', (1, 5): 'w', (5, 1): 'h'}
+
+
+def supports(kernel_shape: tuple[int, ...]) -> bool:
+  """Whether an HWIO kernel of this shape has a Winograd form here."""
+  return tuple(kernel_shape[:2]) in _SHAPES
+
+
+def transform(kernel: Array) -> Kernel:
+  """HWIO kernel [3, 3, I, O], [1, 5, I, O] or [5, 1, I, O] -> `Kernel`."""
+  along = _SHAPES.get(tuple(kernel.shape[:2]))
+  if along is None:
+    raise ValueError(f'no Winograd form for a {kernel.shape[0]}x{kernel.shape[1]} kernel '
+                     f'(have {sorted(_SHAPES)})')
+  hp = jax.lax.Precision.HIGHEST
+  if along == 'hw':
+    g = jnp.asarray(_F23[1], kernel.dtype)
+    u = jnp.einsum('ai,ijco,bj->abco', g, kernel, g, precision=hp)
+    return Kernel(u.reshape((-1,) + kernel.shape[2:]), along)
+  g = jnp.asarray(_F45[1], kernel.dtype)
+  taps = kernel[0] if along == 'w' else kernel[:, 0]
+  return Kernel(jnp.einsum('ak,kco->aco', g, taps, precision=hp), along)
 
 
 def _combine(parts: list[Array], matrix: np.ndarray) -> list[Array]:
-  """out[i] = sum_j matrix[i, j] * parts[j], skipping zero coefficients (all are 0, +-1)."""
+  """out[i] = sum_j matrix[i, j] * parts[j], skipping zero coefficients."""
   out = []
   for row in matrix:
     acc = None
     for coef, part in zip(row, parts):
       if coef == 0:
         continue
-      term = part if coef == 1 else (-part if coef == -1 else coef * part)
+      term = part if coef == 1 else (-part if coef == -1 else float(coef) * part)
       acc = term if acc is None else acc + term
     out.append(acc)
   return out
 
 
-def conv3x3(x: Array, u: Array, bias: Array | None = None) -> Array:
-  """Stride-1 3x3 conv with zero padding 1 (PyTorch `padding=1`), NHWC.
+def _tiles(x: Array, axis: int, m: int, n: int, count: int, bt: np.ndarray) -> list[Array]:
+  """B^T applied along `axis` of the padded x: n arrays, `count` tiles of stride m each."""
+  views = [jax.lax.slice_in_dim(x, j, j + m * (count - 1) + 1, stride=m, axis=axis)
+           for j in range(n)]
+  return _combine(views, bt)
 
-  Args:
-    x: [B, H, W, I] input.
-    u: [16, I, O] kernel from `transform_kernel`.
-    bias: optional [O].
-  Returns:
-    [B, H, W, O], equal to `lax.conv_general_dilated` up to float rounding.
-  """
+
+def conv(x: Array, kernel: Kernel, bias: Array | None = None) -> Array:
+  """Stride-1 conv of x [B, H, W, I] with a `transform`ed kernel; [B, H, W, O]."""
   b, h, w, c = x.shape
-  o = u.shape[-1]
-  th, tw = -(-h // 2), -(-w // 2)  # output tiles; odd sizes compute one extra row/column
-  xp = jnp.pad(x, ((0, 0), (1, 1 + 2 * th - h), (1, 1 + 2 * tw - w), (0, 0)))
-  # Tile (i, j) reads padded rows 2i..2i+3 and columns 2j..2j+3: four strided views each.
-  rows = _combine([xp[:, k:k + 2 * th:2] for k in range(4)], _BT)
-  tiles = []
-  for r in rows:
-    tiles += _combine([r[:, :, k:k + 2 * tw:2] for k in range(4)], _BT)
-  v = jnp.stack(tiles, 0).reshape(16, b * th * tw, c)
-  m = jax.lax.dot_general(v, u.astype(x.dtype), (((2,), (1,)), ((0,), (0,))),
-                          precision=jax.lax.Precision.HIGHEST)
-  m = m.reshape(4, 4, b, th, tw, o)
-  out_rows = _combine([m[k] for k in range(4)], _AT)  # 2 x [4, B, th, tw, O]
-  out = jnp.stack([jnp.stack(_combine([r[k] for k in range(4)], _AT), 0) for r in out_rows], 0)
-  y = out.transpose(2, 3, 0, 4, 1, 5).reshape(b, 2 * th, 2 * tw, o)[:, :h, :w]
+  o = kernel.u.shape[-1]
+  if kernel.along == 'hw':
+    at, _, bt = _F23
+    r = 3
+  else:
+    at, _, bt = _F45
+    r = 5
+  m, n = at.shape
+  pad = (r - 1) // 2
+  th = -(-h // m) if 'h' in kernel.along else h  # tiles; the surplus outputs are cropped
+  tw = -(-w // m) if 'w' in kernel.along else w
+  pads = [(0, 0), (0, 0), (0, 0), (0, 0)]
+  if 'h' in kernel.along:
+    pads[1] = (pad, pad + m * th - h)
+  if 'w' in kernel.along:
+    pads[2] = (pad, pad + m * tw - w)
+  xp = jnp.pad(x, pads)
+  if kernel.along == 'hw':
+    parts = [t for row in _tiles(xp, 1, m, n, th, bt) for t in _tiles(row, 2, m, n, tw, bt)]
+  else:
+    parts = _tiles(xp, 1 if kernel.along == 'h' else 2, m, n, th if kernel.along == 'h' else tw,
+                   bt)
+  v = jnp.stack(parts, 0).reshape(len(parts), b * th * tw, c)
+  prod = jax.lax.dot_general(v, kernel.u.astype(x.dtype), (((2,), (1,)), ((0,), (0,))),
+                             precision=jax.lax.Precision.HIGHEST)
+  if kernel.along == 'hw':
+    prod = prod.reshape(n, n, b, th, tw, o)
+    rows = _combine([prod[i] for i in range(n)], at)  # m x [n, B, th, tw, O]
+    y = jnp.stack([jnp.stack(_combine([r[j] for j in range(n)], at), 0) for r in rows], 0)
+    y = y.transpose(2, 3, 0, 4, 1, 5).reshape(b, m * th, m * tw, o)  # [B, th, p, tw, q, O]
+  elif kernel.along == 'w':
+    y = jnp.stack(_combine(list(prod.reshape(n, b, h, tw, o)), at), 3)  # [B, H, tw, m, O]
+    y = y.reshape(b, h, m * tw, o)
+  else:
+    y = jnp.stack(_combine(list(prod.reshape(n, b, th, w, o)), at), 2)  # [B, th, m, W, O]
+    y = y.reshape(b, m * th, w, o)
+  y = y[:, :h, :w]
   return y if bias is None else y + bias.astype(y.dtype)
