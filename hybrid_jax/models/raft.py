@@ -136,8 +136,9 @@ class RAFT(nn.Module):
     unroll: refinement iterations unrolled per scan step. The values are identical; on CPU
       the backward pass of a rolled scan runs ~8x slower than unrolled (measured 8.1 s vs
       0.95 s per RAFT-small step at 64x128, batch 4, 8 iterations), so training unrolls.
-    winograd: run the refinement loop's 3x3 convs as Winograd F(2x2, 3x3) (models/winograd.py):
-      same values up to float rounding, fewer multiplications.
+    winograd: run the refinement loop's 3x3 convs as Winograd F(2x2, 3x3) and the GRU's
+      1x5 / 5x1 convs as F(4, 5) (models/winograd.py): same values up to float rounding,
+      fewer multiplications; faster at inference, slower on training crops' tiny grids.
   """
   variant: str = 'standard'
   corr: str = 'all_pairs'

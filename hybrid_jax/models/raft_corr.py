@@ -98,7 +98,7 @@ def _blend(patch: jax.Array, fx: jax.Array, fy: jax.Array, radius: int) -> jax.A
 
 
 def window_pad(radius: int) -> int:
-  """Zero margin around each all-pairs level: every clamped window (see `_patch_geometry`)
+  """Zero margin around each all-pairs level: every clamped window (see `_window_corner`)
   then lies inside, so one (2r+2)^2 slice per pixel needs no bounds checks."""
   return 2 * radius + 2
 
