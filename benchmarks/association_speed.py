@@ -33,8 +33,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hybrid_jax.models import embedding_head  # noqa: E402
-from hybrid_jax.tracking import association  # noqa: E402
-from hybrid_jax.tracking import instances as instances_lib  # noqa: E402
+from hybrid_jax.tracking import pixel  # noqa: E402
+from hybrid_jax.tracking import frame_instances as instances_lib  # noqa: E402
 from hybrid_jax.tracking import tracker as tracker_lib  # noqa: E402
 
 
@@ -72,9 +72,9 @@ def bench_dice(m, h, w, loop_pairs, repeats):
 
   a_j, b_j = jnp.asarray(a), jnp.asarray(b)
   t = time.perf_counter()
-  ours = np.asarray(association.dice_matrix(a_j, b_j))
+  ours = np.asarray(pixel.dice_matrix(a_j, b_j))
   out['jax_compile_and_first_s'] = time.perf_counter() - t
-  runs = [time_both(lambda: association.dice_matrix(a_j, b_j).block_until_ready())
+  runs = [time_both(lambda: pixel.dice_matrix(a_j, b_j).block_until_ready())
           for _ in range(repeats)]
   out['jax_s'], out['jax_cpu_s'] = min(runs)
 

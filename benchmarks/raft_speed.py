@@ -57,7 +57,7 @@ def _median_times(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
 
 def memory_child(mode: str, h: int, w: int, iters: int, variant: str) -> None:
   """Runs one forward and prints peak RSS (MiB) as JSON; used in a subprocess."""
-  from hybrid_jax.models import raft
+  from hybrid_jax.models.raft import model as raft
   variables = raft.init_raft(0, variant=variant)
   img1, img2 = textured_pair(h, w)
   base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
                                ' --xla_cpu_multi_thread_eigen=false')
   import jax
   from hybrid_jax.convert import raft as convert_raft
-  from hybrid_jax.models import raft
+  from hybrid_jax.models.raft import model as raft
   variant = 'standard' if args.model == 'raft_large' else 'small'
   out = {'benchmark': 'raft_speed', 'model': args.model, 'corr': args.corr,
          'machine': f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores',

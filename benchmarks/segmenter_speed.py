@@ -4,7 +4,7 @@ r"""PanopticFCN inference speed (frames/s) on this machine, with parameter count
   python benchmarks/segmenter_speed.py --sizes 512x1024 --repeats 3 --backbone resnet50
 
 Random weights (speed does not depend on the values). The timed call is the whole jitted
-`segmenter.segment` (normalise, network, peaks, fusion, masks, panoptic merge) on a batch of
+`models.panoptic_fcn.segment.segment` (normalise, network, peaks, fusion, masks, panoptic merge) on a batch of
 one uint8 frame, after one warm-up call that compiles. Compile time is reported separately.
 
 Paper / README figures for comparison (reference panoptic_fcn.md §4.1, checkpoints §1.3):
@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 
 from hybrid_jax.data import categories as cat_lib  # noqa: E402
 from hybrid_jax.models import resnet  # noqa: E402
-from hybrid_jax.models import segmenter  # noqa: E402
+from hybrid_jax.models.panoptic_fcn import build as pfcn_build  # noqa: E402
+from hybrid_jax.models.panoptic_fcn import segment as pfcn_segment  # noqa: E402
 
 PAPER = {'model': 'PanopticFCN R50 3x (COCO)', 'fps_v100': 12.8, 'input': '800x1333',
          'checkpoint_elements': 37_105_751}
@@ -51,12 +52,12 @@ def main(argv=None) -> dict:
   cfg = ml_collections.ConfigDict({'backbone': args.backbone,
                                    'position_deform': args.position_deform,
                                    'inference': {'max_instances': args.max_instances}})
-  model = segmenter.build_segmenter(cfg, cat_lib.get_categories(args.categories))
-  variables = segmenter.init_segmenter(model, jax.random.key(0), (64, 64))
+  model = pfcn_build.build_segmenter(cfg, cat_lib.get_categories(args.categories))
+  variables = pfcn_build.init_segmenter(model, jax.random.key(0), (64, 64))
   n_params = resnet.count_parameters(variables)
   n_elems = sum(int(a.size) for a in jax.tree_util.tree_leaves(variables))
   n_bytes = sum(int(a.size) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(variables))
-  fn = segmenter.make_segment_fn(model)
+  fn = pfcn_segment.make_segment_fn(model)
   results = []
   sizes = [] if args.skip_full else args.sizes.split(',')
   for size in sizes:
@@ -108,7 +109,7 @@ def _backbone_peer(sizes, repeats: int) -> list[dict]:
   tv = torchvision.models.resnet50(weights=None).eval()
   trunk = torch.nn.Sequential(*list(tv.children())[:-2])
   ours = resnet.ResNet('resnet50', stride_in_1x1=False)
-  v = jax.jit(ours.init)(segmenter._init_key(jax.random.key(0)), jnp.zeros((1, 64, 64, 3)))
+  v = jax.jit(ours.init)(pfcn_build._init_key(jax.random.key(0)), jnp.zeros((1, 64, 64, 3)))
   fwd = jax.jit(ours.apply)
   out = []
   for size in sizes:

@@ -33,7 +33,7 @@ from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from hybrid_jax import errors  # noqa: E402
-from hybrid_jax import video  # noqa: E402
+from hybrid_jax import inference  # noqa: E402
 from hybrid_jax.tracking import tracker as tracker_lib  # noqa: E402
 
 KS = ('0', '5', '10', '15')
@@ -47,7 +47,7 @@ class Setting:
     variant: 'instance' | 'pixel' | 'hybrid'.
     temporal: temporal-consistency memory on.
     mutual_check: 1-to-1 mutual check on.
-    temporal_threshold: θ; None = the value in `tracker_kwargs` (config.track).
+    temporal_threshold: θ; None = config.track.temporal_threshold.
     flow_iters: RAFT iterations for this setting's flow; None = the clip's precomputed flow.
   """
   name: str
@@ -71,26 +71,28 @@ class Clip:
     frames: uint8 [T, H, W, 3].
     panoptic: int32 [T, H, W] ground truth (category*1000 + track id, -1 void).
     labelled: bool [T] frames that are scored.
-    preds: video.ClipPredictions (seg dict with numpy [T, ...] arrays: panoptic, masks,
+    preds: inference.ClipPredictions (seg dict with numpy [T, ...] arrays: panoptic, masks,
       classes, scores, boxes, valid, kernels; flow [T-1, H, W, 2]; timings in seconds).
   """
   video_id: str
   frames: np.ndarray
   panoptic: np.ndarray
   labelled: np.ndarray
-  preds: video.ClipPredictions
+  preds: inference.ClipPredictions
 
 
 FlowFor = Callable[[Clip, int], tuple[np.ndarray, float]]
+TrackerFor = Callable[[Setting], tracker_lib.VideoTracker]
 
 
-def make_tracker(setting: Setting, tracker_kwargs: Mapping[str, Any]) -> tracker_lib.VideoTracker:
-  """The VideoTracker of `setting`; `tracker_kwargs` holds everything settings share."""
-  kwargs = dict(tracker_kwargs)
-  if setting.temporal_threshold is not None:
-    kwargs['temporal_threshold'] = setting.temporal_threshold
-  return tracker_lib.VideoTracker(setting.variant, temporal=setting.temporal,
-                                  mutual_check=setting.mutual_check, **kwargs)
+def tracker_for_run(config, models, table) -> TrackerFor:
+  """The trackers of a trained run: `inference.make_tracker` with each setting's overrides."""
+  def make(setting: Setting) -> tracker_lib.VideoTracker:
+    return inference.make_tracker(
+        config.track, head=models.head, max_instances=config.data.max_instances,
+        categories=table, variant=setting.variant, temporal=setting.temporal,
+        mutual_check=setting.mutual_check, temporal_threshold=setting.temporal_threshold)
+  return make
 
 
 def _progress(iterable, **kwargs):
@@ -99,7 +101,7 @@ def _progress(iterable, **kwargs):
 
 
 def sweep(clips: Iterable[Clip], settings: Sequence[Setting], *,
-          tracker_kwargs: Mapping[str, Any], categories: Any, dataset: str = 'cityscapes_vps',
+          tracker_for: TrackerFor, categories: Any, dataset: str = 'cityscapes_vps',
           metrics: Sequence[str] = ('vpq',), flow_for: FlowFor | None = None,
           num_clips: int | None = None) -> list[dict]:
   """Tracks every clip with every setting and scores each setting over all clips.
@@ -111,9 +113,7 @@ def sweep(clips: Iterable[Clip], settings: Sequence[Setting], *,
   Args:
     clips: the val clips with their precomputed network outputs.
     settings: tracker configurations; names must be distinct.
-    tracker_kwargs: VideoTracker keyword arguments shared by all settings (threshold,
-      temporal_threshold, memory_frames, max_instances, matcher, embed_fn, fusion_params,
-      categories, dustbin_logit).
+    tracker_for: the VideoTracker of a setting (`tracker_for_run` for a trained run).
     categories: category table or its name, for the evaluator.
     dataset: VPQ protocol ('cityscapes_vps' | 'viper'; config.eval.dataset).
     metrics: 'vpq' and optionally 'stq'.
@@ -132,7 +132,7 @@ def sweep(clips: Iterable[Clip], settings: Sequence[Setting], *,
     raise errors.ConfigError(f'Setting names must be distinct, got {names}.')
   if any(s.flow_iters is not None for s in settings) and flow_for is None:
     raise errors.ConfigError('Settings with flow_iters need a flow_for(clip, iters) function.')
-  trackers = [make_tracker(s, tracker_kwargs) for s in settings]
+  trackers = [tracker_for(s) for s in settings]
   gt_videos, video_ids = [], []
   preds = [[] for _ in settings]
   # [all clips, clips after the first] seconds and frames per setting.
@@ -153,7 +153,7 @@ def sweep(clips: Iterable[Clip], settings: Sequence[Setting], *,
           flows[setting.flow_iters] = flow_for(clip, setting.flow_iters)
         flow, flow_seconds = flows[setting.flow_iters]
         p = dataclasses.replace(p, flow=np.asarray(flow, np.float32), flow_seconds=flow_seconds)
-      pan, track_seconds = video.track_clip(tracker, clip.frames, p)
+      pan, track_seconds = inference.track_clip(tracker, clip.frames, p)
       preds[k].append(pan[lab])
       clip_seconds[k] = p.seg_seconds + track_seconds + (flow_seconds if setting.needs_flow
                                                           else 0.0)
@@ -197,52 +197,21 @@ def header(title: str, config, num_clips: int) -> list[str]:
 
 # ---- command line ---------------------------------------------------------------------------
 
-def raft_flow_for(models: video.TrainedModels, *, batch: int = 4) -> FlowFor:
+def raft_flow_for(models) -> FlowFor:
   """flow_for(clip, iters) running the run's RAFT with `iters` refinement iterations."""
-  if models.flow_variables is None:
+  if models.flow is None:
     raise errors.ConfigError('This experiment runs RAFT: use --config.flow.source=raft (with '
                              'trained or converted weights), not gt.')
-  fns: dict[int, Callable] = {}
 
   def flow_for(clip: Clip, iters: int):
-    import jax
-    if iters not in fns:
-      fns[iters] = dataclasses.replace(models, flow_iters=int(iters)).flow_fn()
-    fn, frames = fns[iters], clip.frames
-    n = len(frames)
-    t0 = time.perf_counter()
-    flows = []
-    for s in range(0, n - 1, batch):  # the batching of video.predict_clip (one shape)
-      idx = np.arange(s, min(s + batch, n - 1))
-      prev, cur = frames[idx], frames[idx + 1]
-      pad = batch - len(idx)
-      if pad:
-        prev = np.concatenate([prev, np.repeat(prev[-1:], pad, 0)], 0)
-        cur = np.concatenate([cur, np.repeat(cur[-1:], pad, 0)], 0)
-      flows.append(np.asarray(jax.device_get(fn(prev, cur)))[:len(idx)])
-    h, w = frames.shape[1:3]
-    flow = np.concatenate(flows, 0) if flows else np.zeros((0, h, w, 2), np.float32)
-    return flow, time.perf_counter() - t0
+    return inference.clip_flows(models.flow.with_iters(iters), clip.frames)
 
   return flow_for
 
 
-def tracker_kwargs_from(config, models: video.TrainedModels, table) -> dict:
-  """The VideoTracker arguments of a trained run (as experiment.track builds them)."""
-  return dict(threshold=config.track.threshold,
-              temporal_threshold=config.track.temporal_threshold,
-              memory_frames=config.track.memory_frames, max_instances=config.data.max_instances,
-              matcher=config.track.matcher, embed_fn=models.embed_fn(),
-              fusion_params=models.fusion_params, categories=table,
-              dustbin_logit=models.dustbin_logit)
-
-
-def iter_clips(config, models: video.TrainedModels, source, num: int, *,
-               with_flow: bool = True) -> Iterable[Clip]:
+def iter_clips(config, models, source, num: int, *, with_flow: bool = True) -> Iterable[Clip]:
   """Runs the networks over the first `num` clips of `source`, one clip at a time."""
-  segment_fn = models.segment_fn()
   use_gt_flow = config.flow.source == 'gt'
-  flow_fn = models.flow_fn() if (with_flow and not use_gt_flow) else None
   for i in range(num):
     ex = source[i]
     frames = np.asarray(ex['frames'])
@@ -252,10 +221,8 @@ def iter_clips(config, models: video.TrainedModels, source, num: int, *,
       if given is None:
         raise errors.ConfigError(f'{config.data.name} has no ground-truth flow; use '
                                  '--config.flow.source=raft.')
-    elif not with_flow:  # the sweep computes its own flow; skip the config's RAFT pass
-      given = np.zeros((len(frames) - 1,) + frames.shape[1:3] + (2,), np.float32)
-    p = video.predict_clip(models, frames, segment_fn=segment_fn, flow_fn=flow_fn,
-                           given_flow=given)
+    # Without with_flow the sweep computes its own flow; the config's RAFT pass is skipped.
+    p = inference.predict_clip(models, frames, with_flow=with_flow, given_flow=given)
     yield Clip(str(ex['video_id']), frames, np.asarray(ex['panoptic']),
                np.asarray(ex['labelled'], bool), p)
 
@@ -267,22 +234,22 @@ def run_experiment(config, workdir: str, *, name: str,
                    ) -> tuple[str, list[dict]]:
   """Trains/loads the run's models, sweeps the settings, writes the markdown; returns it."""
   from hybrid_jax import config_checks
-  from hybrid_jax import experiment
-  from hybrid_jax import run
+  from hybrid_jax import train
+  from hybrid_jax import workdirs
   from hybrid_jax.data import categories as categories_lib
   from hybrid_jax.data import datasets
   config_checks.check_config(config)
-  workdir = run.ensure_workdir(workdir)
-  data_dir = run.data_dir(config, workdir)
+  workdir = workdirs.ensure_writable_dir(workdir)
+  data_dir = train.data_dir(config, workdir)
   datasets.prepare(config, data_dir)
-  models = experiment.load_models(config, workdir)
+  models = train.train_stages(config, workdir)
   table = categories_lib.get_categories(config.data.categories)
   source = datasets.get_source(config, 'val', data_dir)
   num = len(source) if max_clips is None else max(0, min(int(max_clips), len(source)))
   settings = build_settings(config)
   flow_for = raft_flow_for(models) if sweeps_flow else None
   rows = sweep(iter_clips(config, models, source, num, with_flow=not sweeps_flow), settings,
-               tracker_kwargs=tracker_kwargs_from(config, models, table),
+               tracker_for=tracker_for_run(config, models, table),
                categories=config.data.categories, dataset=config.eval.dataset,
                metrics=('vpq', 'stq') if stq else ('vpq',), flow_for=flow_for, num_clips=num)
   text = to_markdown(rows, config, num)
@@ -333,8 +300,8 @@ def run_cli(name: str, build_settings, to_markdown, *, sweeps_flow: bool = False
 
 def _parse_flags(argv):
   """The shared config-flag parser; `--max-clips` is accepted for `--max_clips`."""
-  from hybrid_jax import cli_flags
-  return cli_flags.parse_flags([argv[0]] + [_underscored(a) for a in argv[1:]])
+  from hybrid_jax.cli import flag_parsing
+  return flag_parsing.parse_flags([argv[0]] + [_underscored(a) for a in argv[1:]])
 
 
 def _underscored(arg: str) -> str:

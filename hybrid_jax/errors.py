@@ -32,7 +32,3 @@ class WorkdirError(HybridJaxError):
 
 class TrainingDivergedError(HybridJaxError):
   """Too many consecutive non-finite steps."""
-
-
-class NotAvailableYet(HybridJaxError):
-  """A mode or feature that exists in the interface but is not built yet."""

@@ -9,7 +9,7 @@ import pytest
 from configs import synthetic
 from hybrid_jax import config_checks
 from hybrid_jax import errors
-from hybrid_jax import run as run_lib
+from hybrid_jax import train as train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,21 +57,12 @@ def test_out_of_range_values_raise_config_error(key, value, needle):
     config_checks.check_config(c)
 
 
-def test_placeholder_modes_say_not_available(tmp_path):
-  c = synthetic.get_config('tiny')
-  placeholders = [m for m, f in run_lib.MODES.items() if getattr(f, 'placeholder', False)]
-  for mode in placeholders:
-    c.mode = mode
-    with pytest.raises(errors.NotAvailableYet, match=f"mode '{mode}' is not available yet"):
-      run_lib.run(c, str(tmp_path))
-
-
 def test_unwritable_workdir_is_reported_before_compute(tmp_path):
   blocker = tmp_path / 'file'
   blocker.write_text('x')
   c = synthetic.get_config('tiny')
   with pytest.raises(errors.WorkdirError, match='Cannot write to the workdir'):
-    run_lib.run(c, str(blocker / 'sub'))
+    train_lib.run(c, str(blocker / 'sub'))
 
 
 def test_cli_unknown_key_is_one_clear_line(tmp_path):
@@ -101,7 +92,7 @@ def test_multi_scale_settings_are_checked():
 
 
 def test_flow_training_iterations_and_crop_default_to_inference_and_data():
-  from hybrid_jax.stages import flow as flow_stage
+  from hybrid_jax.training.stages import train_flow as flow_stage
   c = synthetic.get_config('')
   assert flow_stage.train_iters(c) == c.flow.iters
   assert flow_stage.train_crop(c) == (c.data.crop_height, c.data.crop_width)

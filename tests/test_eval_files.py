@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hybrid_jax import errors
-from hybrid_jax import evaluate as evaluate_cli
+from hybrid_jax.cli import evaluate as evaluate_cli
 from hybrid_jax.data import panoptic_png
 from hybrid_jax.evaluation import evaluate_arrays
 from hybrid_jax.evaluation import evaluate_official

@@ -237,7 +237,9 @@ def test_cityscapes_uses_declared_gt_area_viper_uses_pixels():
           [{'id': 1, 'category_id': 0}, {'id': 2, 'category_id': 1}])
   city = evaluate_segments([[gt]], [[pred]], CATS, metrics=('vpq',))['vpq']['0']
   assert city['per_class']['0']['iou'] == pytest.approx(0.625)
-  from hybrid_jax.evaluation import counting, pq as pq_lib, vpq as vpq_lib
+  from hybrid_jax.evaluation import counting
+  from hybrid_jax.evaluation import pq as pq_lib
+  from hybrid_jax.evaluation import vpq as vpq_lib
   cats = pq_lib.as_category_set(CATS)
   frame = counting.frame_stats_from_segments(*gt, *pred, known_categories=cats.ids)
   counts = pq_lib.match_window([frame], cats, use_gt_pixels=True)

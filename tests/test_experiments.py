@@ -17,10 +17,11 @@ from experiments import common
 from experiments import raft_iterations
 from experiments import temporal_threshold
 from experiments import tracker_ablation
-from hybrid_jax import video
+from hybrid_jax import inference
 from hybrid_jax.data import categories as categories_lib
-from hybrid_jax.data import synthetic
-from hybrid_jax.tracking import instances as instances_lib
+from hybrid_jax.data.synthetic import scene as synthetic
+from hybrid_jax.tracking import frame_instances as instances_lib
+from hybrid_jax.tracking import tracker as tracker_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_INSTANCES = 16
@@ -48,7 +49,7 @@ def _gt_clip(seed: int) -> common.Clip:
     seg['kernels'].append(kernels)
   seg = {k: np.stack(v) for k, v in seg.items()}
   seg['panoptic'] = pan
-  preds = video.ClipPredictions(seg, ex['flow'], seg_seconds=0.01, flow_seconds=0.02)
+  preds = inference.ClipPredictions(seg, ex['flow'], seg_seconds=0.01, flow_seconds=0.02)
   return common.Clip(ex['video_id'], ex['frames'], pan, ex['labelled'], preds)
 
 
@@ -57,14 +58,18 @@ def clips():
   return [_gt_clip(1), _gt_clip(2)]
 
 
-def _tracker_kwargs():
+def _tracker_for(setting):
   # The memory spans the whole clip, so a hidden object can always get its id back. With the
   # dustbin logit (a learned head's "no counterpart" column) an instance absent from frame t
   # scores ~1/(e^5 + n) < 0.01 against every instance instead of 1/n; the match threshold
   # 0.5 (instead of 1e-5) then keeps a reappearing object from taking a vanished one's id.
-  return dict(max_instances=MAX_INSTANCES, memory_frames=10, dustbin_logit=5.0, threshold=0.5,
-              embed_fn=lambda image, inst: 10.0 * np.asarray(inst.kernels),
-              categories=categories_lib.get_categories('synthetic'))
+  theta = {} if setting.temporal_threshold is None else {
+      'temporal_threshold': setting.temporal_threshold}
+  return tracker_lib.VideoTracker(
+      setting.variant, temporal=setting.temporal, mutual_check=setting.mutual_check,
+      max_instances=MAX_INSTANCES, memory_frames=10, dustbin_logit=5.0, threshold=0.5,
+      embed_fn=lambda image, inst: 10.0 * np.asarray(inst.kernels),
+      categories=categories_lib.get_categories('synthetic'), **theta)
 
 
 def test_tracker_ablation_rows_and_markdown(clips):
@@ -72,7 +77,7 @@ def test_tracker_ablation_rows_and_markdown(clips):
   assert [(s.variant, s.mutual_check, s.temporal) for s in settings[:4]] == [
       ('instance', False, False), ('instance', True, False), ('instance', False, True),
       ('instance', True, True)]
-  rows = common.sweep(clips, settings, tracker_kwargs=_tracker_kwargs(), categories='synthetic')
+  rows = common.sweep(clips, settings, tracker_for=_tracker_for, categories='synthetic')
   assert [r['name'] for r in rows] == [s.name for s in settings]
   for r in rows:
     vpq = r['results']['vpq']
@@ -107,7 +112,7 @@ def test_temporal_threshold_table(clips):
   assert len(settings) == 3 * len(thetas)
   assert all(s.temporal for s in settings)
   assert {s.temporal_threshold for s in settings} == set(thetas)
-  rows = common.sweep(clips, settings, tracker_kwargs=_tracker_kwargs(), categories='synthetic')
+  rows = common.sweep(clips, settings, tracker_for=_tracker_for, categories='synthetic')
   md = temporal_threshold.table(rows, thetas)
   assert md[0] == '| Method | θ = 0.001 | θ = 0.02 |'
   assert [line.split(' | ')[0] for line in md[2:]] == [
@@ -129,7 +134,7 @@ def test_raft_iterations_better_flow_scores_higher(clips):
 
   iterations = (1, 10)
   settings = raft_iterations.settings(iterations)
-  rows = common.sweep(clips, settings, tracker_kwargs=_tracker_kwargs(), categories='synthetic',
+  rows = common.sweep(clips, settings, tracker_for=_tracker_for, categories='synthetic',
                       flow_for=flow_for)
   # Flow computed once per clip and iteration count.
   assert sorted(calls) == sorted((c.video_id, n) for c in clips for n in iterations)
@@ -147,7 +152,7 @@ def test_sweep_rejects_duplicate_names(clips):
   from hybrid_jax import errors
   s = common.Setting('same', 'pixel')
   with pytest.raises(errors.ConfigError, match='distinct'):
-    common.sweep(clips, [s, s], tracker_kwargs=_tracker_kwargs(), categories='synthetic')
+    common.sweep(clips, [s, s], tracker_for=_tracker_for, categories='synthetic')
 
 
 def test_cli_help_lists_flags():

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from hybrid_jax import errors, flow_io
+from hybrid_jax import errors
+from hybrid_jax.data import flo_files as flow_io
 
 
 def test_flo_roundtrip_and_header(tmp_path):
@@ -34,8 +35,8 @@ def test_flo_rejects_bad_files(tmp_path):
 
 def test_flow_command(tmp_path, capsys):
   from PIL import Image
-  from hybrid_jax import flow as flow_cmd
-  from hybrid_jax.models import raft
+  from hybrid_jax.cli import estimate_flow as flow_cmd
+  from hybrid_jax.models.raft import model as raft
   from hybrid_jax.training import pretrained
   rng = np.random.default_rng(0)
   tex = rng.integers(0, 256, (72, 80, 3), dtype=np.uint8)

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from hybrid_jax.losses import flow as flow_losses
-from hybrid_jax.models import raft
+from hybrid_jax.models.raft import model as raft
 
 
 def test_sequence_loss_hand_case():

@@ -11,7 +11,7 @@ from PIL import Image
 
 from configs import synthetic
 from hybrid_jax import errors
-from hybrid_jax import run as run_lib
+from hybrid_jax import train as train_lib
 from hybrid_jax.data import categories
 from hybrid_jax.data import datasets
 from hybrid_jax.data import official_format
@@ -24,7 +24,7 @@ def workdir(tmp_path_factory):
   wd = str(tmp_path_factory.mktemp('modes'))
   c = synthetic.get_config('tiny')
   c.mode = 'data'
-  run_lib.run(c, wd)
+  train_lib.run(c, wd)
   return wd
 
 
@@ -38,8 +38,8 @@ def _config(mode, **data):
 
 def test_data_mode_prepares_both_splits(workdir):
   c = _config('data')
-  train = datasets.get_source(c, 'train', run_lib.data_dir(c, workdir))
-  val = datasets.get_source(c, 'val', run_lib.data_dir(c, workdir))
+  train = datasets.get_source(c, 'train', train_lib.data_dir(c, workdir))
+  val = datasets.get_source(c, 'val', train_lib.data_dir(c, workdir))
   assert (len(train), len(val)) == (c.data.num_train_clips, c.data.num_val_clips)
   clip = val[0]
   assert clip['frames'].shape == (c.data.clip_length, c.data.height, c.data.width, 3)
@@ -48,7 +48,7 @@ def test_data_mode_prepares_both_splits(workdir):
 
 
 def test_show_writes_gif_and_strip(workdir):
-  out = run_lib.run(_config('show'), workdir)
+  out = train_lib.run(_config('show'), workdir)
   with Image.open(out['gif']) as gif:
     assert gif.n_frames == synthetic.get_config('tiny').data.clip_length
   with Image.open(out['png']) as png:
@@ -60,18 +60,18 @@ def test_show_index_out_of_range(workdir):
   c = _config('show')
   c.show.index = 99
   with pytest.raises(errors.ConfigError, match='out of range'):
-    run_lib.run(c, workdir)
+    train_lib.run(c, workdir)
 
 
 def test_export_round_trip_equals_builder(workdir):
   c = _config('export')
-  root = run_lib.run(c, workdir)
+  root = train_lib.run(c, workdir)
   table = categories.get_categories('synthetic')
   with open(os.path.join(root, 'panoptic_gt_val_city_vps.json')) as f:
     gt = json.load(f)
   assert len(gt['annotations']) == 2 * c.data.num_val_clips  # 2 labelled frames per clip
   back = official_format.read_split(root, 'val', frames_per_video=c.data.clip_length)
-  source = datasets.get_source(c, 'val', run_lib.data_dir(c, workdir))
+  source = datasets.get_source(c, 'val', train_lib.data_dir(c, workdir))
   assert len(back) == len(source)
   for i, clip in enumerate(back):
     ref = source[i]
@@ -89,7 +89,7 @@ def test_missing_data_dir_parent_is_reported(tmp_path):
   blocker.write_text('x')
   c.data.dir = str(blocker / 'data')
   with pytest.raises(errors.HybridJaxError):
-    run_lib.run(c, str(tmp_path / 'wd'))
+    train_lib.run(c, str(tmp_path / 'wd'))
 
 
 def test_cli_data_mode_runs(tmp_path):

@@ -26,7 +26,7 @@ def test_notebook_is_committed_without_outputs():
   assert nb.metadata.kernelspec.name == 'python3'
   # The notebook drives the library without flags (no absl, no subprocess to main).
   source = '\n'.join(c.source for c in code)
-  assert 'run.run(config, WORKDIR)' in source
+  assert 'train.run(config, WORKDIR)' in source
   assert 'hybrid_jax.main' not in source
 
 

@@ -64,11 +64,19 @@ def test_names_ids_and_grouping_helpers():
   assert of.video_id_of('0005_0025_frankfurt_000000_001736') == '0005'
   assert of.gt_file_name('a_0001_x_newImg8bit.png') == 'a_0001_x_final_mask.png'
   assert of.gt_file_name('a_0001_x_leftImg8bit.png') == 'a_0001_x_gtFine_color.png'
+  assert of.video_id_of('001_00042') == '001'  # VIPER naming
+  assert of.video_id_of('frame0001') is None
+  assert of.gt_file_name('val_day/img/001_00042.jpg') == '001_00042.png'
   ids = ['0001_0001_a', '0001_0002_a', '0003_0003_a']
-  assert of.group_by_video(ids) == [ids[:2], ids[2:]]
-  assert of.group_by_video(ids + ['0003_0004_a'], 2) == [ids[:2], [ids[2], '0003_0004_a']]
-  with pytest.raises(errors.FormatError):
-    of.group_by_video(ids, 2)
+  assert of.group_by_video(ids) == [('0001', ids[:2]), ('0003', ids[2:])]
+  assert of.group_by_video(ids + ['0003_0004_a'], frames_per_video=2) == [
+      ('0001', ids[:2]), ('0003', [ids[2], '0003_0004_a'])]
+  with pytest.raises(errors.FormatError, match='frames-per-video'):
+    of.group_by_video(ids, frames_per_video=2)
+  with pytest.raises(errors.FormatError, match='no "<video>_" prefix'):
+    of.group_by_video(['frame0001', 'frame0002'])
+  with pytest.raises(errors.FormatError, match='not contiguous'):
+    of.group_by_video(['0001_a', '0002_a', '0001_b'])
 
 
 def test_layout_file_names(written):

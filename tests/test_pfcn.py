@@ -10,10 +10,12 @@ import pytest
 from hybrid_jax import errors
 from hybrid_jax.data import categories as cat_lib
 from hybrid_jax.losses import panoptic as losses
-from hybrid_jax.models import panoptic_fcn_inference as inf
-from hybrid_jax.models import panoptic_fcn_targets as tg
+from hybrid_jax.models.panoptic_fcn import postprocess as inf
+from hybrid_jax.models.panoptic_fcn import targets as tg
 from hybrid_jax.models import resnet
-from hybrid_jax.models import segmenter
+from hybrid_jax.models.panoptic_fcn import build as pfcn_build
+from hybrid_jax.models.panoptic_fcn import inputs as pfcn_inputs
+from hybrid_jax.losses import panoptic as panoptic_losses
 
 LAYOUT = tg.ClassLayout.from_categories(cat_lib.SYNTHETIC)  # things car=6, person=7
 
@@ -148,7 +150,7 @@ def test_shapes_and_parameter_counts():
                        jnp.zeros((1, 64, 64, 3)))
   assert resnet.count_parameters(r50) == 23_508_032  # torchvision resnet50 without fc
   coco = ml_collections.ConfigDict({'backbone': 'resnet50'})
-  model = segmenter.build_segmenter(coco, cat_lib.CITYSCAPES_VPS)
+  model = pfcn_build.build_segmenter(coco, cat_lib.CITYSCAPES_VPS)
   assert (model.num_thing, model.num_stuff) == (8, 12)
   v = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 96, 3)))
   out = jax.eval_shape(model.apply, v, jnp.zeros((1, 64, 96, 3)))
@@ -161,27 +163,27 @@ def test_shapes_and_parameter_counts():
 
 def test_bad_inputs_raise_clear_errors():
   with pytest.raises(errors.ConfigError, match='Unknown backbone'):
-    segmenter.build_segmenter(ml_collections.ConfigDict({'backbone': 'resnet9'}),
+    pfcn_build.build_segmenter(ml_collections.ConfigDict({'backbone': 'resnet9'}),
                               cat_lib.SYNTHETIC)
   only_stuff = tuple(c for c in cat_lib.SYNTHETIC if not c.isthing)
   with pytest.raises(errors.ConfigError, match='at least one thing'):
-    segmenter.build_segmenter(None, only_stuff)
-  spec = segmenter.INPUT_SPECS['torchvision']
+    pfcn_build.build_segmenter(None, only_stuff)
+  spec = pfcn_build.INPUT_SPECS['torchvision']
   with pytest.raises(errors.FormatError, match='uint8'):
-    segmenter.preprocess_images(jnp.zeros((1, 32, 32, 3), jnp.float32), spec)
+    pfcn_inputs.preprocess_images(jnp.zeros((1, 32, 32, 3), jnp.float32), spec)
   with pytest.raises(errors.FormatError, match=r'\[B,H,W,3\]'):
-    segmenter.preprocess_images(jnp.zeros((32, 32, 3), jnp.uint8), spec)
+    pfcn_inputs.preprocess_images(jnp.zeros((32, 32, 3), jnp.uint8), spec)
   with pytest.raises(errors.CheckpointError, match='raft'):
-    segmenter.load_pretrained_into({}, {}, {'architecture': 'raft_small'})
+    pfcn_build.load_pretrained_into({}, {}, {'architecture': 'raft_small'})
   # Stride placement / normalisation follow the weights' metadata unless the config says so.
   tv_meta = {'architecture': 'resnet50', 'stride_in_1x1': False, 'input_format': 'RGB',
              'pixel_mean': [123.675, 116.28, 103.53], 'pixel_std': [58.395, 57.12, 57.375]}
   r50 = ml_collections.ConfigDict({'backbone': 'resnet50'})
-  model = segmenter.build_segmenter(r50, cat_lib.SYNTHETIC, pretrained_meta=tv_meta)
+  model = pfcn_build.build_segmenter(r50, cat_lib.SYNTHETIC, pretrained_meta=tv_meta)
   assert model.stride_in_1x1 is False and model.spec.input == spec
-  model = segmenter.build_segmenter(r50, cat_lib.SYNTHETIC)   # PanopticFCN default
+  model = pfcn_build.build_segmenter(r50, cat_lib.SYNTHETIC)   # PanopticFCN default
   with pytest.raises(errors.CheckpointError, match='stride_in_1x1'):
-    segmenter.load_pretrained_into({}, {}, tv_meta, model=model)
+    pfcn_build.load_pretrained_into({}, {}, tv_meta, model=model)
 
 
 @pytest.mark.slow
@@ -192,8 +194,8 @@ def test_training_steps_reduce_loss():
       'backbone': 'resnet_tiny', 'max_instances': 4, 'position_deform': 'none',
       'num_head_convs': 1,
       'instance_scales': ((1, 16), (8, 32), (16, 64), (32, 128), (64, 4096))})
-  model = segmenter.build_segmenter(cfg, cat_lib.SYNTHETIC)
-  variables = segmenter.init_segmenter(model, jax.random.key(0), (64, 64))
+  model = pfcn_build.build_segmenter(cfg, cat_lib.SYNTHETIC)
+  variables = pfcn_build.init_segmenter(model, jax.random.key(0), (64, 64))
   pan = np.full((2, 64, 64), 1000, np.int32)
   pan[:, :20] = 0
   pan[0, 30:50, 10:30] = 6001
@@ -207,7 +209,7 @@ def test_training_steps_reduce_loss():
 
   @jax.jit
   def step(params, state):
-    (_, m), g = jax.value_and_grad(segmenter.segmenter_loss_fn, has_aux=True)(
+    (_, m), g = jax.value_and_grad(panoptic_losses.segmenter_loss_fn, has_aux=True)(
         params, variables['batch_stats'], batch, None, model=model)
     u, state = opt.update(g, state, params)
     return optax.apply_updates(params, u), state, m

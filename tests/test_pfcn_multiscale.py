@@ -9,9 +9,10 @@ import pytest
 
 from hybrid_jax import errors
 from hybrid_jax.data import categories as cat_lib
-from hybrid_jax.models import panoptic_fcn_inference as inf
-from hybrid_jax.models import panoptic_fcn_targets as tg
-from hybrid_jax.models import segmenter
+from hybrid_jax.models.panoptic_fcn import postprocess as inf
+from hybrid_jax.models.panoptic_fcn import targets as tg
+from hybrid_jax.models.panoptic_fcn import build as pfcn_build
+from hybrid_jax.models.panoptic_fcn import segment as pfcn_segment
 
 LAYOUT = tg.ClassLayout.from_categories(cat_lib.SYNTHETIC)  # things car=6, person=7
 ROAD = 2  # stuff channel of road (channel 0 is the merged things region)
@@ -105,20 +106,20 @@ def test_reference_grid_geometry():
 def test_segment_runs_at_several_scales(scales):
   cfg = {'backbone': 'resnet_tiny', 'position_deform': 'none', 'test_scales': scales,
          'max_instances': 8}
-  model = segmenter.build_segmenter(cfg, cat_lib.SYNTHETIC)
-  assert segmenter.spec_of(model).test_scales == scales
-  variables = segmenter.init_segmenter(model, jax.random.key(0), (64, 96))
+  model = pfcn_build.build_segmenter(cfg, cat_lib.SYNTHETIC)
+  assert pfcn_build.spec_of(model).test_scales == scales
+  variables = pfcn_build.init_segmenter(model, jax.random.key(0), (64, 96))
   frames = np.random.default_rng(0).integers(0, 255, (2, 70, 96, 3), dtype=np.uint8)
-  out = segmenter.make_segment_fn(model)(variables, frames)
+  out = pfcn_segment.make_segment_fn(model)(variables, frames)
   assert out['panoptic'].shape == (2, 70, 96)
   assert out['masks'].shape == (2, 8, 70, 96)
-  assert segmenter.scaled_size((70, 96), 0.6875) == (48, 66)
+  assert pfcn_segment.scaled_size((70, 96), 0.6875) == (48, 66)
 
 
 def test_bad_scales_are_config_errors():
   for bad in ((), (0.0,), (1.0, 1.0), ('a',)):
     with pytest.raises(errors.ConfigError, match='test_scales'):
-      segmenter.build_segmenter({'backbone': 'resnet_tiny', 'test_scales': bad},
+      pfcn_build.build_segmenter({'backbone': 'resnet_tiny', 'test_scales': bad},
                                 cat_lib.SYNTHETIC)
 
 
@@ -130,9 +131,9 @@ def test_small_frame_models_keep_one_cell_peaks():
   inst = np.full(out['inst_logits'][0].shape, -10.0, np.float32)
   inst[0, 2, 2, 0] = np.log(0.9 / 0.1)
   out['inst_logits'] = (jnp.asarray(inst),) + out['inst_logits'][1:]
-  small = segmenter.spec_of(segmenter.build_segmenter({'backbone': 'resnet_tiny'},
+  small = pfcn_build.spec_of(pfcn_build.build_segmenter({'backbone': 'resnet_tiny'},
                                                       cat_lib.SYNTHETIC)).inference
-  official = segmenter.spec_of(segmenter.build_segmenter({'backbone': 'resnet50'},
+  official = pfcn_build.spec_of(pfcn_build.build_segmenter({'backbone': 'resnet50'},
                                                          cat_lib.SYNTHETIC)).inference
   assert official.smooth_sizes == (3, 3, 3, 5, 5)
   for cfg, found in ((small, 1), (official, 0)):

@@ -212,9 +212,9 @@ def test_training_stages_see_labels_on_every_synthetic_frame():
   # synthetic frames (and the head on no pair with both frames labelled), because only every
   # 5th frame counts as 'labelled' for evaluation.
   from configs import synthetic as synthetic_config  # noqa: PLC0415
-  from hybrid_jax.data import synthetic  # noqa: PLC0415
-  from hybrid_jax.stages import segmenter as seg_stage  # noqa: PLC0415
-  from hybrid_jax.stages import tracker as track_stage  # noqa: PLC0415
+  from hybrid_jax.data.synthetic import scene as synthetic  # noqa: PLC0415
+  from hybrid_jax.training.stages import train_segmenter as seg_stage  # noqa: PLC0415
+  from hybrid_jax.training.stages import train_tracker as track_stage  # noqa: PLC0415
   config = synthetic_config.get_config('tiny')
   src = [synthetic.generate_clip(s, height=32, width=64, clip_length=10) for s in range(2)]
   assert not src[0]['labelled'].all()

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from configs import synthetic as synthetic_config
-from hybrid_jax import run as run_lib
+from hybrid_jax import train as train_lib
 from hybrid_jax.data import categories
-from hybrid_jax.data import synthetic
+from hybrid_jax.data.synthetic import scene as synthetic
 from hybrid_jax.evaluation import evaluate_arrays
-from hybrid_jax.tracking import instances as instances_lib
+from hybrid_jax.tracking import frame_instances as instances_lib
 from hybrid_jax.tracking import tracker as tracker_lib
 
 
@@ -57,7 +57,7 @@ def test_pixel_tracker_with_ground_truth_reaches_vpq_95():
 def test_full_pipeline_tiny(tmp_path):
   c = synthetic_config.get_config('tiny')
   workdir = str(tmp_path)
-  run_lib.run(c, workdir)
+  train_lib.run(c, workdir)
   report = open(os.path.join(workdir, 'report.md')).read()
   for name in ('Instance Tracker', 'Pixel Tracker', 'HybridTracker',
                'HybridTracker + w/ Temporal'):
@@ -75,8 +75,8 @@ def test_full_pipeline_tiny(tmp_path):
   mtimes = {s: os.path.getmtime(os.path.join(workdir, s, 'final', 'metadata.json'))
             for s in ('seg', 'flow', 'track')}
   c.mode = 'eval'
-  run_lib.run(c, workdir)
+  train_lib.run(c, workdir)
   c.mode = 'all'
-  run_lib.run(c, workdir)
+  train_lib.run(c, workdir)
   for s, m in mtimes.items():
     assert os.path.getmtime(os.path.join(workdir, s, 'final', 'metadata.json')) == m

@@ -158,9 +158,9 @@ def test_convert_file_cli_roundtrip(tmp_path):
   torch = pytest.importorskip('torch')
   sd = _random_state_dict(_official_keys(small=True))
   torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, tmp_path / 'raft-small.pth')
-  from hybrid_jax.convert.__main__ import main
+  from hybrid_jax.cli.convert import main
   assert main(['raft', str(tmp_path / 'raft-small.pth'), str(tmp_path / 'out')]) == 0
-  from hybrid_jax.models import raft
+  from hybrid_jax.models.raft import model as raft
   variables, variant = raft.load_raft(str(tmp_path / 'out'))
   assert variant == 'small'
   np.testing.assert_allclose(variables['params']['update_block']['gru']['convq']['bias'],

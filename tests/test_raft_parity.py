@@ -8,7 +8,7 @@ torch = pytest.importorskip('torch')
 optical_flow = pytest.importorskip('torchvision.models.optical_flow')
 
 from hybrid_jax.convert import raft as convert_raft  # noqa: E402
-from hybrid_jax.models import raft  # noqa: E402
+from hybrid_jax.models.raft import model as raft  # noqa: E402
 
 
 def textured_pair(h, w, dx=3, dy=-2, seed=0):

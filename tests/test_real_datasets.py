@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hybrid_jax import config_lib
 from hybrid_jax import errors
+from hybrid_jax import paper_tables
 from hybrid_jax.data import categories
 from hybrid_jax.data import cityscapes_vps
 from hybrid_jax.data import datasets
@@ -312,8 +314,8 @@ def test_config_keys_match_synthetic(path, preset):
 
 
 def test_config_paper_values():
-  city_mod, city = _full_config('configs/cityscapes_vps.py', '')
-  viper_mod, viper = _full_config('configs/viper.py', '')
+  _, city = _full_config('configs/cityscapes_vps.py', '')
+  _, viper = _full_config('configs/viper.py', '')
   assert (city.data.name, city.data.categories, city.eval.dataset) == (
       'cityscapes_vps', 'cityscapes_vps', 'cityscapes_vps')
   assert (viper.data.name, viper.data.categories, viper.eval.dataset) == (
@@ -332,12 +334,15 @@ def test_config_paper_values():
     assert (c.flow.variant, c.flow.iters, c.flow.checkpoint) == ('standard', 20, '')
     assert (c.track.threshold, c.track.temporal_threshold) == (1e-5, 0.01)
     assert tuple(c.seg.test_scales) == (0.5, 0.625, 0.6875, 0.8125, 0.875, 1.0)
-  assert city_mod.TEST_SCALES == viper_mod.TEST_SCALES == (0.5, 0.625, 0.6875, 0.8125, 0.875, 1.0)
-  assert city_mod.PAPER_TABLE_I_VAL['HybridTracker + w/ Temporal']['vpq'] == (58.5, 47.5, 66.4)
-  assert viper_mod.PAPER_TABLE_II['HybridTracker + w/ Temporal']['k15'] == (50.4, 42.0, 57.0)
+  assert config_lib.PAPER_TEST_SCALES == (0.5, 0.625, 0.6875, 0.8125, 0.875, 1.0)
+  assert (city.eval.reference_table, viper.eval.reference_table) == (
+      'PAPER_TABLE_I_VAL', 'PAPER_TABLE_II')
+  assert paper_tables.PAPER_TABLE_I_VAL['HybridTracker + w/ Temporal']['vpq'] == (58.5, 47.5, 66.4)
+  assert paper_tables.PAPER_TABLE_II['HybridTracker + w/ Temporal']['k15'] == (50.4, 42.0, 57.0)
   # Transcription check: for the paper's own rows the mean column is the mean of the four k
   # columns to the table's rounding (the quoted VPSNet-FuseTrack rows are not: up to 0.95 off).
-  for table in (city_mod.PAPER_TABLE_I_VAL, city_mod.PAPER_TABLE_I_TEST, viper_mod.PAPER_TABLE_II):
+  for table in (paper_tables.PAPER_TABLE_I_VAL, paper_tables.PAPER_TABLE_I_TEST,
+                paper_tables.PAPER_TABLE_II):
     for name, row in table.items():
       if name == 'VPSNet-FuseTrack':
         continue

@@ -15,11 +15,11 @@ import shutil
 import numpy as np
 import pytest
 
-from hybrid_jax import run as run_lib
+from hybrid_jax import train as train_lib
 from hybrid_jax.data import categories
 from hybrid_jax.data import official_format
-from hybrid_jax.data import synthetic
-from hybrid_jax.models import raft
+from hybrid_jax.data.synthetic import scene as synthetic
+from hybrid_jax.models.raft import model as raft
 from hybrid_jax.training import pretrained
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +80,7 @@ def test_cityscapes_config_runs_end_to_end(city_root, tmp_path):
   c.train.checkpoint_every_steps, c.train.log_every_steps = 2, 1
   workdir = str(tmp_path / 'run')
 
-  run_lib.run(c, workdir)
+  train_lib.run(c, workdir)
 
   report = open(os.path.join(workdir, 'report.md')).read()
   assert report.startswith('# HybridTracker on cityscapes_vps (val split)')

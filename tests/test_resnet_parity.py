@@ -179,7 +179,7 @@ def test_panoptic_fcn_converter_maps_every_official_key():
 
 
 def test_convert_cli_writes_loadable_checkpoint(tmp_path):
-  from hybrid_jax.convert import __main__ as cli
+  from hybrid_jax.cli import convert as cli
   from hybrid_jax.training import pretrained
   model = _random_torchvision_resnet50()
   pth = tmp_path / 'resnet50.pth'

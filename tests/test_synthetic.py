@@ -5,7 +5,7 @@ import pytest
 
 from hybrid_jax import errors
 from hybrid_jax.data import categories
-from hybrid_jax.data import synthetic
+from hybrid_jax.data.synthetic import scene as synthetic
 
 DIV = categories.LABEL_DIVISOR
 

@@ -10,7 +10,7 @@ import pytest
 from hybrid_jax import errors
 from hybrid_jax.data import categories
 from hybrid_jax.data import sources
-from hybrid_jax.data import synthetic_tfds
+from hybrid_jax.data.synthetic import tfds_builder as synthetic_tfds
 
 
 def _data_cfg(**kw):

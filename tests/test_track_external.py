@@ -1,4 +1,5 @@
-"""Tracking external per-frame predictions: `python -m hybrid_jax.track` and its library."""
+"""Tracking external per-frame predictions: `python -m hybrid_jax.cli.track_predictions` and its
+library (`hybrid_jax.external_predictions`)."""
 
 import json
 import os
@@ -11,12 +12,13 @@ import pytest
 from PIL import Image
 
 from hybrid_jax import errors
-from hybrid_jax import flow_io
-from hybrid_jax import track as track_cli
+from hybrid_jax.data import flo_files
+from hybrid_jax.cli import track_predictions as track_cli
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data import official_format
 from hybrid_jax.evaluation import evaluate_official
-from hybrid_jax.tracking import external
+from hybrid_jax import external_predictions as external
+from hybrid_jax import trained_models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE = categories_lib.SYNTHETIC       # 1 road (stuff), 6 car, 7 person (things)
@@ -101,7 +103,7 @@ def case(tmp_path_factory):
     for t, i in enumerate(v):
       Image.fromarray(_image(t)).save(os.path.join(img_dir, i + '.png'))
       if t < T - 1:
-        flow_io.write_flo(os.path.join(flow_dir, i + '.flo'), _flow(t))
+        flo_files.write_flo(os.path.join(flow_dir, i + '.flo'), _flow(t))
   return {'root': root, 'ids': ids, 'videos': videos, 'pred': pred_dir, 'flow': flow_dir,
           'img': img_dir, 'gt_dir': os.path.join(gt_root, 'pan_pred'), 'gt_json': gt_json}
 
@@ -167,7 +169,8 @@ def test_cli_subprocess(case, tmp_path):
   out = str(tmp_path / 'out')
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT}
   proc = subprocess.run(
-      [sys.executable, '-m', 'hybrid_jax.track', '--pred-dir', case['pred'], '--out-dir', out,
+      [sys.executable, '-m', 'hybrid_jax.cli.track_predictions', '--pred-dir', case['pred'],
+       '--out-dir', out,
        '--flow-dir', case['flow'], '--variant', 'pixel', '--no-temporal'],
       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
   assert proc.returncode == 0, proc.stderr
@@ -199,7 +202,7 @@ def test_the_flow_is_what_links_the_frames(case, tmp_path):
   flow_dir = str(tmp_path / 'zero')
   os.makedirs(flow_dir)
   for name in os.listdir(case['flow']):
-    flow_io.write_flo(os.path.join(flow_dir, name), np.zeros((H, W, 2), np.float32))
+    flo_files.write_flo(os.path.join(flow_dir, name), np.zeros((H, W, 2), np.float32))
   out = str(tmp_path / 'out')
   s = external.track_predictions(case['pred'], out, variant='pixel', flow_dir=flow_dir,
                                  progress=False)
@@ -217,7 +220,7 @@ def test_missing_and_wrong_size_flo(case, tmp_path):
     external.track_predictions(case['pred'], str(tmp_path / 'o'), variant='pixel',
                                flow_dir=flow_dir, progress=False)
   bad = os.path.join(flow_dir, first + '.flo')
-  flow_io.write_flo(bad, np.zeros((12, 16, 2), np.float32))
+  flo_files.write_flo(bad, np.zeros((12, 16, 2), np.float32))
   with pytest.raises(errors.FormatError) as exc:
     external.track_predictions(case['pred'], str(tmp_path / 'o'), variant='pixel',
                                flow_dir=flow_dir, progress=False)
@@ -252,28 +255,28 @@ def test_categories_from_dataset_when_pred_json_has_none(case, tmp_path):
 
 def test_head_hparams_sources():
   params = {'fc1': {'kernel': np.zeros((4 * 4 * 8, 32))}, 'fc2': {'kernel': np.zeros((32, 16))}}
-  hp, src = external.head_hparams(params, {'canvas': [8, 16], 'pool': 2}, {})
+  hp, src = trained_models.head_hparams(params, {'canvas': [8, 16], 'pool': 2}, {})
   assert src == 'metadata' and hp == {'canvas': (8, 16), 'pool': 2, 'hidden_dim': 32,
                                       'embed_dim': 16, 'use_image': True}
-  hp, src = external.head_hparams(params, {}, {'canvas': [4, 8], 'pool': 1})
+  hp, src = trained_models.head_hparams(params, {}, {'canvas': [4, 8], 'pool': 1})
   assert src == 'config' and hp['canvas'] == (4, 8) and hp['pool'] == 1
   with pytest.warns(UserWarning, match='assumed canvas'):
-    hp, src = external.head_hparams(params, {}, {})
+    hp, src = trained_models.head_hparams(params, {}, {})
   assert src == 'shapes' and hp['canvas'] == (4, 8) and hp['pool'] == 1 and hp['use_image']
   with pytest.raises(errors.CheckpointError, match='does not fit'):
-    external.head_hparams(params, {'canvas': [8, 16], 'pool': 4}, {})
+    trained_models.head_hparams(params, {'canvas': [8, 16], 'pool': 4}, {})
 
 
 def test_find_image_cityscapes_names(tmp_path):
   iid = '0005_0025_frankfurt_000000_001736'
   p = tmp_path / 'frankfurt_000000_001736_leftImg8bit.png'
   p.write_bytes(b'')
-  assert external.find_image(str(tmp_path), iid) == str(p)
+  assert official_format.find_image(str(tmp_path), iid) == str(p)
   q = tmp_path / f'{iid}_newImg8bit.png'
   q.write_bytes(b'')
-  assert external.find_image(str(tmp_path), iid) == str(q)
+  assert official_format.find_image(str(tmp_path), iid) == str(q)
   with pytest.raises(errors.DatasetError, match='0006_0031'):
-    external.find_image(str(tmp_path), '0006_0031_frankfurt_000001_000000')
+    official_format.find_image(str(tmp_path), '0006_0031_frankfurt_000001_000000')
 
 
 def test_hybrid_with_trained_head_layout(case, tmp_path):

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from hybrid_jax import errors
+from hybrid_jax.losses import fusion as fusion_losses
 from hybrid_jax.models import fusion
+from hybrid_jax.training import fusion_fit
 from hybrid_jax.tracking import matching
 
 ALL = np.ones((2, 2), bool)
@@ -76,9 +78,10 @@ def test_fit_fusion_learns_to_trust_the_informative_cue():
   pix = np.tile(np.eye(m, dtype=np.float32) * 0.8, (b, 1, 1))
   inst = np.tile(np.roll(np.eye(m, dtype=np.float32), 1, axis=1) * 0.6, (b, 1, 1))
   valid = np.ones((b, m), bool)
-  loss0, _ = fusion.fusion_loss(fusion.init_fusion_params(), inst, pix, target, valid, valid)
-  params, losses = fusion.fit_fusion(inst, pix, target, valid, valid, steps=30,
-                                     learning_rate=0.1)
+  loss0, _ = fusion_losses.fusion_loss(fusion.init_fusion_params(), inst=inst, pix=pix,
+                                       target=target, valid_prev=valid, valid_cur=valid)
+  params, losses = fusion_fit.fit_fusion(inst, pix, target, valid, valid, steps=30,
+                                         learning_rate=0.1)
   assert losses[-1] < 0.5 * float(loss0)
   w = np.asarray(params['conv']['kernel']).ravel()
   assert w[1] > w[0]

@@ -7,7 +7,7 @@ import pytest
 
 from hybrid_jax import errors
 from hybrid_jax.data import categories
-from hybrid_jax.tracking import instances as instances_lib
+from hybrid_jax.tracking import frame_instances as instances_lib
 from hybrid_jax.tracking import tracker as tracker_lib
 
 CATS = categories.SYNTHETIC      # stuff 0..5, things car=6, person=7

@@ -18,17 +18,18 @@ from PIL import Image
 
 from configs import synthetic as synthetic_config
 from hybrid_jax import errors
-from hybrid_jax import track_video
+from hybrid_jax import trained_models
+from hybrid_jax import user_video as track_video
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data import official_format
 from hybrid_jax.data import panoptic_png
-from hybrid_jax.data import synthetic
+from hybrid_jax.data.synthetic import scene as synthetic
 from hybrid_jax.models import embedding_head as head_lib
 from hybrid_jax.models import fusion as fusion_lib
-from hybrid_jax.models import raft as raft_lib
-from hybrid_jax.stages import common
-from hybrid_jax.stages import segmenter as seg_stage
-from hybrid_jax.stages import tracker as track_stage
+from hybrid_jax.models.raft import model as raft_lib
+from hybrid_jax.models.panoptic_fcn import build as pfcn_build
+from hybrid_jax.training.stages import train_segmenter as seg_stage
+from hybrid_jax.training.stages import train_tracker as track_stage
 from hybrid_jax.training import pretrained
 
 T, H, W = 6, 32, 64
@@ -72,19 +73,19 @@ def weights_dir(tmp_path_factory):
   """A workdir holding seg/flow/track exports as the stages write them (random init)."""
   config = _config()
   wd = str(tmp_path_factory.mktemp('wd'))
-  model, _ = seg_stage.build(config)
+  model, _ = pfcn_build.segmenter_from_config(config)
   seg_vars = _random_variables(jax.eval_shape(
       model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, H, W, 3), np.float32)))
-  pretrained.save_pretrained(common.final_path(wd, 'seg'), jax.device_get(seg_vars),
+  pretrained.save_pretrained(trained_models.final_path(wd, 'seg'), jax.device_get(seg_vars),
                              {'architecture': seg_stage.ARCHITECTURE,
                               'backbone': config.seg.backbone,
                               'categories': config.data.categories})
   flow_vars = raft_lib.init_raft(0, variant='small', height=H, width=W)
-  pretrained.save_pretrained(common.final_path(wd, 'flow'), jax.device_get(flow_vars),
+  pretrained.save_pretrained(trained_models.final_path(wd, 'flow'), jax.device_get(flow_vars),
                              {'architecture': raft_lib.ARCHITECTURES['small']})
   head = track_stage.build_head(config)
   head_params = head_lib.init_head(head, jax.random.key(1), image_hw=(H, W), max_instances=2)
-  pretrained.save_pretrained(common.final_path(wd, 'track'),
+  pretrained.save_pretrained(trained_models.final_path(wd, 'track'),
                              {'params': jax.device_get(head_params)},
                              {'architecture': track_stage.ARCHITECTURE,
                               'canvas': list(config.track.canvas)})
@@ -161,13 +162,14 @@ def test_missing_weights_names_commands(tmp_path, mp4_path):
   with pytest.raises(errors.CheckpointError) as info:
     track_video.track_video(_config(), str(tmp_path), mp4_path)
   msg = str(info.value)
-  for piece in ('Segmenter', 'RAFT', 'Embedding head', 'python -m hybrid_jax.convert panoptic_fcn',
-                'python -m hybrid_jax.convert raft', '--config.seg.checkpoint=',
+  for piece in ('Segmenter', 'RAFT', 'Embedding head',
+                'python -m hybrid_jax.cli.convert panoptic_fcn',
+                'python -m hybrid_jax.cli.convert raft', '--config.seg.checkpoint=',
                 '--config.flow.checkpoint=', '--config.mode=all', '--config.mode=train_track'):
     assert piece in msg, piece
   # The pixel tracker needs no head: only the segmenter and RAFT are reported.
   with pytest.raises(errors.CheckpointError) as info:
-    track_video.load_trained_models(_config(variant='pixel'), str(tmp_path))
+    track_video.load_models(_config(variant='pixel'), str(tmp_path))
   assert 'Embedding head' not in str(info.value) and 'RAFT' in str(info.value)
 
 
@@ -239,23 +241,22 @@ def test_track_summary_hand_built():
 
 
 def test_pixel_variant_loads_without_head(weights_dir):
-  models = track_video.load_trained_models(_config(variant='pixel'), weights_dir)
-  assert models.head_params is None and models.embed_fn() is None
-  assert models.flow_variables is not None and models.seg_variables is not None
-  models = track_video.load_trained_models(_config(variant='instance'), weights_dir)
-  assert models.flow_variables is None and models.head_params is not None
+  models = track_video.load_models(_config(variant='pixel'), weights_dir)
+  assert models.head is None and models.fusion_params is None
+  assert models.flow is not None and models.seg_variables is not None
+  models = track_video.load_models(_config(variant='instance'), weights_dir)
+  assert models.flow is None and models.head is not None
 
 
 def test_mode_track_dispatch(monkeypatch, tmp_path, clip):
-  """mode=track runs track_video when config.input is set, experiment.track otherwise."""
-  from hybrid_jax import experiment
-  from hybrid_jax import run
+  """mode=track runs user_video.track_video when config.input is set, train.track_val else."""
+  from hybrid_jax import train
   calls = []
   monkeypatch.setattr(track_video, 'track_video',
                       lambda config, wd, path: calls.append(('video', wd, path)))
-  monkeypatch.setattr(experiment, 'track', lambda config, wd: calls.append(('val', wd)))
+  monkeypatch.setattr(train, 'track_val', lambda config, wd: calls.append(('val', wd)))
   config = _config()
-  run.run(config, str(tmp_path))
+  train.run(config, str(tmp_path))
   config.input = str(tmp_path / 'frames')
-  run.run(config, str(tmp_path))
+  train.run(config, str(tmp_path))
   assert calls == [('val', str(tmp_path)), ('video', str(tmp_path), str(tmp_path / 'frames'))]

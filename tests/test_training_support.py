@@ -119,7 +119,9 @@ def setup(*, mesh, train_cfg=None, frozen=(), width=4):
   """Returns (fresh state, train_step, tx, schedule) for the tiny model."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from hybrid_jax.training import optim, state as state_lib, step as step_lib  # pylint: disable=g-import-not-at-top
+  from hybrid_jax.training import optim  # pylint: disable=g-import-not-at-top
+  from hybrid_jax.training import state as state_lib
+  from hybrid_jax.training import step as step_lib
   cfg = train_cfg or train_config()
   model = make_model(width)
   variables = numpy_init(model)
@@ -145,7 +147,8 @@ def setup(*, mesh, train_cfg=None, frozen=(), width=4):
 def run(workdir, num_steps, *, mesh=None, shared=None, nan_steps=(), sleep=0.0, hooks=(),
         setup_out=None, stage_name='seg', **kw):
   """Trains the tiny model with train_loop; returns the final state."""
-  from hybrid_jax.training import loop, mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  from hybrid_jax.training import loop  # pylint: disable=g-import-not-at-top
+  from hybrid_jax.training import mesh as mesh_lib
   mesh = mesh or mesh_lib.make_mesh()
   state, train_step, _, _ = setup_out or cached_setup(mesh=mesh)
   return loop.train_loop(
@@ -155,7 +158,8 @@ def run(workdir, num_steps, *, mesh=None, shared=None, nan_steps=(), sleep=0.0, 
 
 
 def flat_params(state) -> dict[str, np.ndarray]:
-  from hybrid_jax.training import state as state_lib, step as step_lib  # pylint: disable=g-import-not-at-top
+  from hybrid_jax.training import state as state_lib  # pylint: disable=g-import-not-at-top
+  from hybrid_jax.training import step as step_lib
   tree = step_lib.to_host({'params': state.params, 'batch_stats': state.batch_stats})
   import jax  # pylint: disable=g-import-not-at-top
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hybrid_jax.models import raft_layers, winograd
+from hybrid_jax.models.raft import layers as raft_layers
+from hybrid_jax.models.raft import winograd
 
 
 @pytest.mark.parametrize('m,r,points', [(2, 3, (0, 1, -1)), (4, 5, (0, 1, -1, 2, -2, 0.5, -0.5))])

@@ -119,7 +119,7 @@ def state_dict_to_variables(state: dict[str, np.ndarray]) -> tuple[dict, list[st
 def expected_shapes(num_thing: int, num_stuff: int, position_deform: str = 'v2') -> dict:
   import jax
   import jax.numpy as jnp
-  from hybrid_jax.models import panoptic_fcn
+  from hybrid_jax.models.panoptic_fcn import model as panoptic_fcn
   model = panoptic_fcn.PanopticFCN(num_thing=num_thing, num_stuff=num_stuff,
                                    position_deform=position_deform)
   return jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
@@ -183,7 +183,7 @@ def convert_file(in_path: str, out_path: str, *, categories: str = '',
                  stuff_with_thing: bool = True, **_) -> str:
   """Converts `in_path` and writes a 'panoptic_fcn_r50' pretrained checkpoint to `out_path`."""
   from hybrid_jax.data import categories as cat_lib
-  from hybrid_jax.models import panoptic_fcn_targets
+  from hybrid_jax.models.panoptic_fcn import targets as panoptic_fcn_targets
   from hybrid_jax.training import pretrained
   if not os.path.isfile(in_path):
     raise errors.CheckpointError(f'{in_path} does not exist.')

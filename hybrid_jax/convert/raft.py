@@ -35,7 +35,7 @@ _LEAF_OFFICIAL = {'kernel': 'weight', 'bias': 'bias', 'scale': 'weight', 'mean':
 def _template(variant: str) -> dict[tuple[str, ...], tuple[int, ...]]:
   """{(collection, *module path, leaf): shape} of our RAFT variables, from shapes only."""
   import jax
-  from hybrid_jax.models import raft
+  from hybrid_jax.models.raft import model as raft
   img = jax.ShapeDtypeStruct((1, 64, 64, 3), jax.numpy.float32)
   shapes = jax.eval_shape(lambda a, b: raft.RAFT(variant=variant).init(
       jax.random.PRNGKey(0), a, b, iters=1), img, img)
@@ -243,7 +243,7 @@ def add_arguments(parser) -> None:
 def convert_file(in_path: str, out_path: str, *, variant: str | None = None,
                  strict: bool = True, **_unused) -> str:
   """Converts one .pth file and writes a pretrained checkpoint directory; returns a report."""
-  from hybrid_jax.models import raft
+  from hybrid_jax.models.raft import model as raft
   from hybrid_jax.training import pretrained
   variables, info = convert_state_dict(_load_torch(in_path), variant=variant, strict=strict)
   v = info['variant']

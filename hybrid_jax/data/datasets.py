@@ -48,3 +48,13 @@ def get_source(config, split: str, data_dir: str) -> Sequence[dict]:
   entry = _entry(config.data.name)
   entry.fn('prepare')(config.data, data_dir, progress=True)
   return entry.fn('source')(config.data, split, data_dir)
+
+
+def labels_on_every_frame(config) -> bool:
+  """The synthetic data carry panoptic labels on every frame; real datasets only on some.
+
+  Stages that need labels sample any frame and keep its labels in the first case (the
+  synthetic ``labelled`` only marks the frames evaluated, as in Cityscapes-VPS) and only
+  labelled frames otherwise; the val report adds the ground-truth-segment rows only then.
+  """
+  return config.data.name == 'synthetic_vps'

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from hybrid_jax import errors
-from hybrid_jax.data import synthetic_tfds
+from hybrid_jax.data.synthetic import tfds_builder as synthetic_tfds
 
 SPLITS = ('train', 'val')
 

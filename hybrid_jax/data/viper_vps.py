@@ -40,7 +40,7 @@ from hybrid_jax import errors
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data import official_format
 from hybrid_jax.data import panoptic_png
-from hybrid_jax.data import real_sources
+from hybrid_jax.data import real as real_sources
 
 NAME = 'viper_vps'
 SPLIT_DIRS = {'train': 'train_day', 'val': 'val_day'}

@@ -1,90 +1,92 @@
-"""Writing results: the JSON with stable keys, the official text files, the printed table."""
+"""`<workdir>/report.md`: the tracker variants in the layout of the paper's Table I.
+
+Each row is one tracker variant: VPQ / VPQ_Th / VPQ_St at k = 0, 5, 10, 15, their mean, STQ
+and frames per second, followed by a plot of VPQ against k and the GIF of tracked clips.
+When the config names a paper table (`config.eval.reference_table`, e.g. the real-dataset
+configs), the paper's rows (`hybrid_jax.paper_tables`) are printed underneath for comparison.
+"""
 
 from __future__ import annotations
 
-import json
 import os
+from typing import Any, Mapping, Sequence
 
-import numpy as np
+from hybrid_jax import paper_tables
 
-from hybrid_jax import errors
-
-
-def _plain(obj):
-  if isinstance(obj, dict):
-    return {str(k): _plain(v) for k, v in obj.items()}
-  if isinstance(obj, (list, tuple)):
-    return [_plain(v) for v in obj]
-  if isinstance(obj, np.ndarray):
-    return _plain(obj.tolist())
-  if isinstance(obj, np.integer):
-    return int(obj)
-  if isinstance(obj, np.floating):
-    return float(obj)
-  return obj
+KS = ('0', '5', '10', '15')
 
 
-def write_json(results: dict, path: str) -> None:
-  """Writes every number at full precision (json floats are repr-exact)."""
-  try:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, 'w') as f:
-      json.dump(_plain(results), f, indent=1, sort_keys=False)
-  except OSError as exc:
-    raise errors.WorkdirError(f'Cannot write {path}: {exc}') from exc
+def _cell(group: Mapping[str, Mapping[str, float]]) -> str:
+  return ' / '.join(f'{group[g]["pq"]:.1f}' for g in ('all', 'things', 'stuff'))
 
 
-def vpq_text(window: dict) -> str:
-  """One vpq-<k>.txt: All/Things/Stuff PQ SQ RQ N, then per class PQ SQ RQ IoU TP FP FN."""
-  lines = ['=' * 48, f'{"":10s}| {"PQ":>5s}  {"SQ":>5s}  {"RQ":>5s} {"N":>5s}', '-' * 38]
-  for name, key in (('All', 'all'), ('Things', 'things'), ('Stuff', 'stuff')):
-    g = window[key]
-    lines.append(f'{name:10s}| {g["pq"]:5.1f}  {g["sq"]:5.1f}  {g["rq"]:5.1f} {g["n"]:5d}')
-  lines.append(f'{"IDX":4s}| {"PQ":>5s} {"SQ":>5s} {"RQ":>5s} {"IoU":>6s} {"TP":>7s} {"FP":>7s}'
-               f' {"FN":>7s}')
-  for cat_id, c in window['per_class'].items():
-    lines.append(f'{int(cat_id):4d} | {c["pq"]:5.1f} {c["sq"]:5.1f} {c["rq"]:5.1f}'
-                 f' {c["iou"]:6.1f} {c["tp"]:7d} {c["fp"]:7d} {c["fn"]:7d}')
-  return '\n'.join(lines) + '\n'
+def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+  """Markdown lines for rows of {'name', 'results' (evaluation dict), 'fps'}."""
+  lines = ['| Method | k = 0 | k = 5 | k = 10 | k = 15 | VPQ | STQ | FPS |',
+           '|---|---|---|---|---|---|---|---|']
+  for row in rows:
+    vpq = row['results']['vpq']
+    stq = row['results'].get('stq')
+    stq_cell = f'{100 * stq["stq"]:.1f}' if stq else '—'
+    fps = row.get('fps')
+    fps_cell = f'{fps:.1f}' if fps else '—'
+    cells = [_cell(vpq[k]) for k in KS] + [_cell(vpq['final'])]
+    lines.append(f'| {row["name"]} | ' + ' | '.join(cells) + f' | {stq_cell} | {fps_cell} |')
+  return lines
 
 
-def write_vpq_texts(vpq: dict, out_dir: str) -> list:
-  """vpq-0.txt ... vpq-15.txt and vpq-final.txt (vpq_all / vpq_thing / vpq_stuff, 4 decimals)."""
-  paths = []
-  try:
-    os.makedirs(out_dir, exist_ok=True)
-    for k, window in vpq.items():
-      if k == 'final':
-        continue
-      path = os.path.join(out_dir, f'vpq-{k}.txt')
-      with open(path, 'w') as f:
-        f.write(vpq_text(window))
-      paths.append(path)
-    path = os.path.join(out_dir, 'vpq-final.txt')
-    final = vpq['final']
-    with open(path, 'w') as f:
-      f.write(f'vpq_all:{final["all"]["pq"]:.4f}\n')
-      f.write(f'vpq_thing:{final["things"]["pq"]:.4f}\n')
-      f.write(f'vpq_stuff:{final["stuff"]["pq"]:.4f}\n')
-    paths.append(path)
-  except OSError as exc:
-    raise errors.WorkdirError(f'Cannot write the VPQ text files into {out_dir}: {exc}') from exc
-  return paths
+def _reference_lines(caption: str, table: Mapping[str, Mapping[str, Any]]) -> list[str]:
+  lines = [f'Paper, {caption} (VPQ / VPQ_Th / VPQ_St):', '',
+           '| Method | k = 0 | k = 5 | k = 10 | k = 15 | VPQ | FPS |', '|---|---|---|---|---|---|---|']
+  for method, row in table.items():
+    cells = [' / '.join(f'{v:.1f}' for v in row[k]) for k in ('k0', 'k5', 'k10', 'k15', 'vpq')]
+    lines.append(f'| {method} | ' + ' | '.join(cells) + f' | {row.get("fps", "—")} |')
+  return lines
 
 
-def format_table(results: dict) -> str:
-  """The paper's layout: VPQ^k (All | Th | St) per k and the mean, then STQ / AQ / SQ."""
-  lines = [f'dataset {results.get("dataset")}  videos {results.get("num_videos")}']
-  vpq = results.get('vpq')
-  if vpq:
-    ks = [k for k in vpq if k != 'final']
-    lines.append(f'{"":8s}' + ''.join(f'{"VPQ^" + k:>21s}' for k in ks) + f'{"VPQ":>21s}')
-    lines.append(f'{"":8s}' + f'{"All":>7s}{"Th":>7s}{"St":>7s}' * (len(ks) + 1))
-    for metric in ('pq', 'sq', 'rq'):
-      row = ''.join(f'{vpq[k][g][metric]:7.1f}' for k in ks + ['final']
-                    for g in ('all', 'things', 'stuff'))
-      lines.append(f'{metric.upper():8s}' + row)
-  stq = results.get('stq')
-  if stq:
-    lines.append(f'STQ {stq["stq"]:.4f}  AQ {stq["aq"]:.4f}  SQ (mIoU) {stq["sq"]:.4f}')
-  return '\n'.join(lines)
+def plot_vpq(path: str, rows: Sequence[Mapping[str, Any]]) -> str:
+  """VPQ (all) against the window size k, one line per variant."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+  for row in rows:
+    vpq = row['results']['vpq']
+    for ax, group in zip(axes, ('all', 'things')):
+      ax.plot([int(k) for k in KS], [vpq[k][group]['pq'] for k in KS], marker='o',
+              label=row['name'])
+  for ax, title in zip(axes, ('VPQ (all)', 'VPQ (things)')):
+    ax.set_xlabel('temporal window k')
+    ax.set_title(title)
+    ax.set_xticks([int(k) for k in KS])
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel('VPQ (%)')
+  axes[1].legend(fontsize=7, loc='best')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def write_report(workdir: str, rows: Sequence[Mapping[str, Any]], *, title: str,
+                 notes: Sequence[str] = (), reference_table: str = '',
+                 gif: str | None = None) -> str:
+  """Writes <workdir>/report.md (+ report_vpq.png); returns the markdown path."""
+  os.makedirs(workdir, exist_ok=True)
+  plot = plot_vpq(os.path.join(workdir, 'report_vpq.png'), rows)
+  lines = [f'# {title}', '', 'Each cell: VPQ / VPQ_Th / VPQ_St (%), as the official evaluator '
+           'computes them; STQ in %; FPS of the tracker on this machine.', '']
+  lines += table_rows(rows)
+  ref = paper_tables.get_table(reference_table)
+  if ref is not None:
+    lines += [''] + _reference_lines(*ref)
+  lines += ['', f'![VPQ against k]({os.path.basename(plot)})', '']
+  if gif:
+    lines += [f'Tracked val clip (frame | prediction | ground truth): '
+              f'![tracked]({os.path.relpath(gif, workdir)})', '']
+  if notes:
+    lines += ['## Notes', ''] + [f'- {n}' for n in notes] + ['']
+  path = os.path.join(workdir, 'report.md')
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines))
+  return path

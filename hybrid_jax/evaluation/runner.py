@@ -24,7 +24,7 @@ import tqdm
 from hybrid_jax import errors
 from hybrid_jax.data import panoptic_png
 from hybrid_jax.evaluation import counting
-from hybrid_jax.evaluation import io as io_lib
+from hybrid_jax.data import official_format
 from hybrid_jax.evaluation import pq as pq_lib
 from hybrid_jax.evaluation import stq as stq_lib
 from hybrid_jax.evaluation import vpq as vpq_lib
@@ -235,8 +235,8 @@ def evaluate_official(gt_dir: str, gt_json: str, pred_dir: str, *,
   """
   protocol = vpq_lib.get_protocol(dataset)
   fpv = protocol.frames_per_video if frames_per_video == -1 else frames_per_video
-  layout = io_lib.load_layout(gt_dir, gt_json, pred_dir, frames_per_video=fpv,
-                              check_prefix=check_prefix)
+  layout = official_format.load_layout(gt_dir, gt_json, pred_dir, frames_per_video=fpv,
+                                       check_prefix=check_prefix)
   ctx = _context(layout.categories, dataset, metrics)
   videos = layout.videos
   results = _map_videos(_files_task, ctx, lambda i: videos[i], len(videos), workers=workers,

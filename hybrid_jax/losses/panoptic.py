@@ -18,6 +18,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from hybrid_jax import errors
+from hybrid_jax.models.panoptic_fcn import inputs
+from hybrid_jax.models.panoptic_fcn import targets as targets_lib
+
 
 def sigmoid_focal_loss(*, logits: jax.Array, targets: jax.Array, alpha: float = 0.25,
                        gamma: float = 2.0) -> jax.Array:
@@ -154,3 +158,34 @@ def panoptic_fcn_loss(outputs: dict, targets: dict, *, pos_num: int = 7,
              'loss_seg_th': loss_seg_th, 'loss_seg_st': loss_seg_st,
              'num_things': n_th, 'num_stuff': n_st}
   return loss, metrics
+
+
+def segmenter_loss_fn(params, batch_stats, batch: dict, rng: jax.Array | None = None, *,
+                      model, spec=None
+                      ) -> tuple[jax.Array, dict]:
+  """PanopticFCN training loss of a batch (differentiate w.r.t. `params`).
+
+  Args:
+    params, batch_stats: the model variables (batch_stats: FrozenBN buffers, unchanged).
+    batch: {'image': uint8 [B,H,W,3] RGB, 'panoptic': int32 [B,H,W]} (data contract ids).
+    rng: unused (no dropout); accepted for a uniform stage signature.
+    model: from `models.panoptic_fcn.build.build_segmenter`; spec: its `SegmenterSpec`
+      (default ``model.spec``).
+  Returns:
+    (loss, metrics) as `hybrid_jax.losses.panoptic.panoptic_fcn_loss`.
+  """
+  del rng
+  spec = spec or getattr(model, 'spec', None)
+  if spec is None:
+    raise errors.ConfigError('This model was not made by build_segmenter; pass its spec.')
+  image, pan = batch['image'], batch['panoptic']
+  if pan.shape != image.shape[:3]:
+    raise errors.FormatError(f"batch['panoptic'] {pan.shape} does not match batch['image'] "
+                             f'{image.shape}.')
+  x = inputs.preprocess_images(image, spec.input)
+  targets = targets_lib.build_batch_targets(inputs.pad_panoptic(pan.astype(jnp.int32)),
+                                            spec=spec.targets)
+  outputs = model.apply({'params': params, 'batch_stats': batch_stats}, x)
+  return panoptic_fcn_loss(
+      outputs, targets, pos_num=spec.pos_num, pos_weight=spec.pos_weight,
+      seg_weight=spec.seg_weight)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hybrid_jax import errors
-from hybrid_jax.tracking import instances as instances_lib
+from hybrid_jax.tracking import frame_instances as instances_lib
 
 _NEG = jnp.finfo(jnp.float32).min
 

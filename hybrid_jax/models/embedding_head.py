@@ -30,9 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hybrid_jax.tracking import association
-
-
+from hybrid_jax.models import layers
 def canvas_coordinates(box, canvas_hw):
   """Source coordinates (in mask pixels) of every canvas pixel for one box.
 
@@ -80,12 +78,12 @@ def crop_to_canvas(image, masks, boxes, *, canvas_hw, use_image: bool = True):
 
   def one(mask, box):
     x, y, inside = canvas_coordinates(box, canvas_hw)
-    m = association.bilinear_sample(mask, x, y) * inside[..., None]
+    m = layers.bilinear_sample(mask, x, y) * inside[..., None]
     if not use_image:
       return m
     xi = (x + 0.5) * (wi / w) - 0.5
     yi = (y + 0.5) * (hi / h) - 0.5
-    rgb = association.bilinear_sample(image, xi, yi)
+    rgb = layers.bilinear_sample(image, xi, yi)
     return jnp.concatenate([rgb * m, m], axis=-1)
 
   return jax.vmap(one)(masks_f, boxes.astype(jnp.float32))

@@ -121,3 +121,20 @@ def resize_bilinear(x: jax.Array, height: int, width: int) -> jax.Array:
 def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
   """The ResNet stem pool: 3x3, stride 2, padding 1 (-inf padding)."""
   return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+
+def bilinear_sample(img, x, y):
+  """Samples img [H, W, C] at float pixel coordinates x, y [...] -> [..., C]; border-clamped."""
+  img = jnp.asarray(img)
+  h, w, _ = img.shape
+  x = jnp.clip(x, 0.0, w - 1.0)
+  y = jnp.clip(y, 0.0, h - 1.0)
+  x0 = jnp.floor(x).astype(jnp.int32)
+  y0 = jnp.floor(y).astype(jnp.int32)
+  x1 = jnp.minimum(x0 + 1, w - 1)
+  y1 = jnp.minimum(y0 + 1, h - 1)
+  fx = (x - x0)[..., None]
+  fy = (y - y0)[..., None]
+  top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+  bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+  return top * (1 - fy) + bottom * fy

@@ -18,8 +18,8 @@ from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 
-from hybrid_jax.tracking import association
-from hybrid_jax.tracking.instances import FrameInstances
+from hybrid_jax.tracking import pixel
+from hybrid_jax.tracking.frame_instances import FrameInstances
 
 
 class MemoryEntry(NamedTuple):
@@ -60,7 +60,7 @@ class TrackMemory:
     for k, e in enumerate(self._entries):
       if not np.asarray(e.instances.valid).any():
         continue
-      masks = np.asarray(association.warp_masks(e.instances.masks, flow))
+      masks = np.asarray(pixel.warp_masks(e.instances.masks, flow))
       self._entries[k] = e._replace(instances=e.instances._replace(masks=masks))
 
   def newest_first(self) -> Iterator[MemoryEntry]:

@@ -29,11 +29,13 @@ import numpy as np
 from hybrid_jax import errors
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.models import fusion
-from hybrid_jax.tracking import association
-from hybrid_jax.tracking import instances as instances_lib
+from hybrid_jax.tracking import flow_sources
+from hybrid_jax.tracking import instance as instance_assoc
+from hybrid_jax.tracking import pixel
+from hybrid_jax.tracking import frame_instances as instances_lib
 from hybrid_jax.tracking import matching
 from hybrid_jax.tracking import memory as memory_lib
-from hybrid_jax.tracking.instances import FrameInstances
+from hybrid_jax.tracking.frame_instances import FrameInstances
 
 VARIANTS = ('instance', 'pixel', 'hybrid')
 
@@ -59,17 +61,17 @@ def association_scores(fusion_params, emb_prev, emb_cur, masks_prev, masks_cur, 
       'instance'); masks_cur: bool [N, H, W].
     valid_prev, valid_cur: bool [M], [N].
     variant: 'instance' | 'pixel' | 'hybrid'.
-    dustbin_logit: optional learned "no counterpart" logit (association.instance_similarity).
+    dustbin_logit: optional learned "no counterpart" logit (instance_assoc.instance_similarity).
 
   Returns:
     float32 [M, N].
   """
-  # Not one jit: each piece is jitted on its own (see association.dice_matrix for why).
+  # Not one jit: each piece is jitted on its own (see pixel.dice_matrix for why).
   if variant in ('instance', 'hybrid'):
-    inst = association.instance_similarity(emb_prev, emb_cur, valid_prev, valid_cur,
+    inst = instance_assoc.instance_similarity(emb_prev, emb_cur, valid_prev, valid_cur,
                                            dustbin_logit)
   if variant in ('pixel', 'hybrid'):
-    pix = association.dice_matrix(masks_prev, masks_cur, valid_prev, valid_cur)
+    pix = pixel.dice_matrix(masks_prev, masks_cur, valid_prev, valid_cur)
   if variant == 'instance':
     return inst
   if variant == 'pixel':
@@ -102,7 +104,7 @@ class VideoTracker:
     same_class: only instances of one category may match.
     embed_fn: ``embed(image, FrameInstances) -> [N, D]`` (embedding_head.make_embed_fn);
       required by 'instance' and 'hybrid'.
-    flow_source: anything `association.as_flow_source` accepts; required by 'pixel' and
+    flow_source: anything `flow_sources.as_flow_source` accepts; required by 'pixel' and
       'hybrid' unless each `update` passes `flow=`.
     fusion_params: trained FusionConv params; default the plain sum.
     categories: category table; needed by `update_panoptic` and to tell stuff from things in
@@ -138,26 +140,12 @@ class VideoTracker:
     self.matcher = matching.get_matcher(matcher)
     self.same_class = bool(same_class)
     self.embed_fn = embed_fn
-    self.flow_source = association.as_flow_source(flow_source)
+    self.flow_source = flow_sources.as_flow_source(flow_source)
     self.fusion_params = fusion.init_fusion_params() if fusion_params is None else fusion_params
     self.categories = categories
     self.dustbin_logit = None if dustbin_logit is None else float(dustbin_logit)
     self.memory = memory_lib.TrackMemory(memory_frames if temporal else 0)
     self.reset()
-
-  @classmethod
-  def from_config(cls, track_cfg, *, max_instances: int, **kwargs) -> 'VideoTracker':
-    """From the config's ``track`` block (variant, temporal, mutual_check, thresholds...)."""
-    def get(key, default):
-      if hasattr(track_cfg, 'get'):
-        return track_cfg.get(key, default)
-      return getattr(track_cfg, key, default)
-
-    return cls(get('variant', 'hybrid'), temporal=get('temporal', True),
-               mutual_check=get('mutual_check', True), threshold=get('threshold', 1e-5),
-               temporal_threshold=get('temporal_threshold', 0.01),
-               memory_frames=get('memory_frames', 5), matcher=get('matcher', 'greedy'),
-               max_instances=max_instances, **kwargs)
 
   def reset(self) -> None:
     """Forgets the clip: ids restart at 1 per category."""
@@ -256,9 +244,9 @@ class VideoTracker:
                 f"Tracker variant {self.variant!r} needs optical flow: give flow_source= "
                 f"(RAFT callable, precomputed array, .flo files) or pass flow= to update().")
           flow = self.flow_source.flow(prev.index, index, prev.image, image)
-        association.check_flow_shape(np.shape(flow), (h, w))
+        pixel.check_flow_shape(np.shape(flow), (h, w))
         flow = jnp.asarray(flow, jnp.float32)
-        warped_prev = association.warp_masks(jnp.asarray(prev.instances.masks), flow)
+        warped_prev = pixel.warp_masks(jnp.asarray(prev.instances.masks), flow)
         self.memory.advance(flow)
       score = self._scores(prev.embeddings, emb, warped_prev, prev.instances, inst)
       match = self._match(score, self._allowed(prev.instances, inst), self.threshold)

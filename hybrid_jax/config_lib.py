@@ -1,0 +1,200 @@
+"""The key structure every run config shares, and the paper's settings built on it.
+
+``configs/*.py`` start from here: `base_config` holds every key with the synthetic demo's
+values (what ``configs/synthetic.py`` runs), `paper_config` the paper's settings for a real
+dataset (``configs/cityscapes_vps.py``, ``configs/viper.py``). The keys live in one place, so
+the configs never drift apart, and the package needs nothing from ``configs/`` at run time.
+"""
+
+import ml_collections
+
+# Multi-scale test scales (§IV, following VPSNet-Track): seg.test_scales of the paper configs.
+PAPER_TEST_SCALES = (0.5, 0.625, 0.6875, 0.8125, 0.875, 1.0)
+
+
+def stage_train(steps, batch_size, lr, *, optimizer='adamw', weight_decay=1e-4,
+                 schedule='cosine', warmup_steps=0, grad_clip=1.0, grad_clip_mode='norm'):
+  return ml_collections.ConfigDict(dict(
+      steps=steps, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=0.9,
+      weight_decay=weight_decay, schedule=schedule, warmup_steps=warmup_steps,
+      grad_clip=grad_clip, grad_clip_mode=grad_clip_mode))
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every key of a run config, with the synthetic demo's values (unlocked; callers lock)."""
+  c = ml_collections.ConfigDict()
+  c.preset = 'default'
+  c.mode = 'all'  # see hybrid_jax.config_checks.MODES
+  # mode=track on your own video: an mp4/avi file or a folder of png/jpg frames ('' = track
+  # the val split); outputs in <workdir>/track_video/<name>/ (hybrid_jax/user_video.py).
+  c.input = ''
+  c.seed = 0
+
+  # ---- data ---------------------------------------------------------------------------
+  c.data = ml_collections.ConfigDict()
+  c.data.name = 'synthetic_vps'
+  c.data.categories = 'synthetic'
+  c.data.dir = ''             # where TFDS files go; '' -> <workdir>/data
+  c.data.root = ''            # official on-disk layout (real datasets); unused for synthetic
+  c.data.height = 128
+  c.data.width = 256
+  c.data.clip_length = 30
+  c.data.label_every = 5      # every 5th frame labelled, as Cityscapes-VPS (frames 4, 9, ...)
+  c.data.num_train_clips = 48
+  c.data.num_val_clips = 8
+  c.data.generator_seed = 0
+  c.data.max_instances = 32   # padded instance count per frame
+  # Training crops: a quarter of the demo frame keeps a CPU step short; the networks are
+  # fully convolutional and run on whole frames at test time.
+  c.data.crop_height = 64
+  c.data.crop_width = 128
+  c.data.hflip = True
+  c.data.max_delta = 3        # frame pairs (t - delta, t), delta ~ U{1..max_delta}
+  c.data.worker_count = 0     # grain workers (0: in-process)
+
+  # ---- shared training infrastructure -------------------------------------------------
+  c.train = ml_collections.ConfigDict()
+  c.train.checkpoint_every_steps = 200
+  c.train.keep_checkpoints = 2
+  c.train.log_every_steps = 20
+  c.train.max_bad_steps = 5   # consecutive non-finite steps before training stops
+  c.train.profile_steps = ''  # 'a,b': write a jax.profiler trace for steps a..b
+
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.coordinator_address = ''  # '' -> single process (or from env)
+  c.distributed.num_processes = 1
+  c.distributed.process_id = 0
+
+  # ---- segmenter (PanopticFCN) ---------------------------------------------------------
+  c.seg = ml_collections.ConfigDict()
+  c.seg.backbone = 'resnet_small'  # resnet50 | resnet_small | resnet_tiny
+  c.seg.checkpoint = ''       # converted weights (python -m hybrid_jax.cli.convert ...)
+  c.seg.test_scales = (1.0,)  # test-time input scales; the paper: PAPER_TEST_SCALES
+  # The position head's deformable conv (PanopticFCN's default 'v2') is gather-based and
+  # ~3x slower to train on a CPU; the CPU presets use a plain conv ('none').
+  c.seg.position_deform = 'none'
+  c.seg.train = stage_train(500, 8, 1e-3, warmup_steps=50)
+
+  # ---- optical flow (RAFT) -------------------------------------------------------------
+  c.flow = ml_collections.ConfigDict()
+  c.flow.source = 'raft'      # raft | gt (synthetic ground truth) | flo (files)
+  c.flow.variant = 'small'    # small | standard
+  c.flow.iters = 12           # refinement iterations at inference
+  # Training may unroll fewer iterations and use its own crop (0, 0 = data.crop_*): the
+  # per-step cost is mostly the unrolled update block, and RAFT's 1/8 grid of a 64x128 crop
+  # is only 8x16 cells.
+  c.flow.train_iters = 12
+  c.flow.train_crop = (0, 0)
+  c.flow.corr = 'all_pairs'   # all_pairs | on_demand (memory-bounded)
+  c.flow.checkpoint = ''
+  # lr 1e-3 rather than RAFT's 4e-4 (val EPE 1.14 px instead of 1.22 after 200 steps; 3e-3
+  # gave 1.23 after 400). 400 steps (~0.4 s each): 1.07 and 0.91 px for seeds 0 and 1, where
+  # 200 steps gave 1.14-1.17 and 500 steps 1.28; at this budget the EPE is noisy
+  # (benchmarks/RESULTS.md).
+  c.flow.train = stage_train(400, 4, 1e-3, schedule='onecycle', weight_decay=1e-5,
+                             grad_clip=1.0)
+
+  # ---- tracker (embedding head, fusion, matching, temporal memory) ----------------------
+  c.track = ml_collections.ConfigDict()
+  # variant/temporal: the tracker of mode=track on a user's video (--config.input); the
+  # val report (mode=all/eval) always runs the four variants of the paper's Table I.
+  c.track.variant = 'hybrid'  # instance | pixel | hybrid
+  c.track.temporal = True
+  c.track.mutual_check = True
+  c.track.threshold = 1e-5
+  c.track.temporal_threshold = 0.01
+  c.track.memory_frames = 5
+  c.track.matcher = 'greedy'  # greedy (the paper: row arg-max + mutual check) | hungarian | sinkhorn
+  # Embedding head: the RoI canvas is the paper's 256x512 at 1024x2048, i.e. 1/4 of the frame.
+  c.track.canvas = (32, 64)
+  c.track.pool = 2
+  c.track.hidden_dim = 256
+  c.track.embed_dim = 128
+  c.track.loss = 'dml'        # dml | contrastive | triplet (the paper's Fig. 5 comparison)
+  c.track.no_match = 'dustbin'  # DML rows without a counterpart: learned 'dustbin' column | 'mask'
+  c.track.fusion_pairs = 96   # GT frame pairs the fusion conv is fitted on
+  c.track.fusion_steps = 300
+  c.track.train = stage_train(300, 8, 1e-3)
+
+  # ---- evaluation ------------------------------------------------------------------------
+  c.eval = ml_collections.ConfigDict()
+  c.eval.metrics = 'vpq,stq'
+  c.eval.dataset = 'cityscapes_vps'  # windowing rule: cityscapes_vps | viper
+  c.eval.reference_table = ''        # paper rows shown next to ours in report.md ('' = none)
+
+  # ---- show ------------------------------------------------------------------------------
+  c.show = ml_collections.ConfigDict()
+  c.show.split = 'val'
+  c.show.index = 0
+
+  return c
+
+
+# The smaller presets test at one scale: the six passes cost ~3.5x one pass (sum of scale^2).
+PRESETS = {'default': dict(scale=1, backbone='resnet50', corr='on_demand',
+                           test_scales=PAPER_TEST_SCALES),
+           'half': dict(scale=2, backbone='resnet50', corr='all_pairs', test_scales=(1.0,)),
+           'small': dict(scale=4, backbone='resnet_small', corr='all_pairs',
+                         test_scales=(1.0,))}
+
+
+def paper_config(arg: str, dataset: dict) -> ml_collections.ConfigDict:
+  """The paper's settings (§IV) for `dataset` (native size, clip layout, protocol) and preset
+  `arg` ('', 'half', 'small'); locked."""
+  preset = arg or 'default'
+  if preset not in PRESETS:
+    raise ValueError(f"Unknown preset {arg!r}; use '', 'half' or 'small'.")
+  p = PRESETS[preset]
+  c = base_config()
+  c.preset = preset
+
+  d = c.data
+  d.name, d.categories, d.root = dataset['name'], dataset['categories'], ''
+  d.height, d.width = dataset['height'] // p['scale'], dataset['width'] // p['scale']
+  d.clip_length, d.label_every = dataset['clip_length'], dataset['label_every']
+  d.num_train_clips, d.num_val_clips = dataset['num_train_clips'], dataset['num_val_clips']
+  d.max_instances = 150            # PanopticFCN's TENSOR_DIM for Cityscapes
+  # PanopticFCN's Cityscapes recipe crops 512x1024 of 1024x2048: half the frame (per preset).
+  d.crop_height, d.crop_width = d.height // 2, d.width // 2
+  d.max_delta = dataset['max_delta']
+  d.worker_count = 4               # decoding full-size PNG/JPEG clips; not in the paper
+
+  c.train.checkpoint_every_steps = 5000
+  c.train.log_every_steps = 50
+
+  # PanopticFCN R50: SGD lr 0.0025, momentum 0.9, weight decay 1e-4, 4 images per batch (§IV).
+  # Steps (not in the paper): the 65k x 32-image Cityscapes recipe at the paper's linearly
+  # scaled lr (0.02 / 8) and batch (32 / 8), i.e. the same number of epochs. 1000 warmup
+  # steps and clipping at 35 are PanopticFCN's (it clamps element-wise: grad_clip_mode
+  # 'value'); PanopticFCN decays with the 'poly' schedule.
+  c.seg.backbone = p['backbone']
+  c.seg.position_deform = 'v2'     # PanopticFCN's default deformable position head
+  st = c.seg.train
+  st.steps, st.batch_size, st.optimizer, st.lr = 520_000, 4, 'sgd', 0.0025
+  st.momentum, st.weight_decay, st.schedule, st.warmup_steps = 0.9, 1e-4, 'poly', 1000
+  st.grad_clip, st.grad_clip_mode = 35.0, 'value'
+  # The paper tests at TEST_SCALES (thing proposals of all scales compete in one merge, stuff
+  # probabilities are averaged; models/panoptic_fcn_inference.postprocess_multiscale).
+  c.seg.test_scales = p['test_scales']
+
+  # RAFT standard with the sintel weights, 20 iterations (Tables III, IV); not trained here
+  # (the pixel tracker uses the pretrained flow; flow.train stays synthetic's).
+  c.flow.source, c.flow.variant, c.flow.iters = 'raft', 'standard', 20
+  # The all-pairs volume of one 1024x2048 pair is (128*256)^2 floats = 4.3 GB.
+  c.flow.corr = p['corr']
+  c.flow.checkpoint = ''
+
+  # Instance tracker fine-tuning with the DML: lr 1e-4, 16 images per batch (§IV). Optimizer,
+  # steps and schedule are not in the paper (SGD as the segmenter's).
+  c.track.variant, c.track.temporal, c.track.mutual_check = 'hybrid', True, True
+  c.track.threshold, c.track.temporal_threshold = 1e-5, 0.01
+  tt = c.track.train
+  tt.steps, tt.batch_size, tt.optimizer, tt.lr = 20_000, 16, 'sgd', 1e-4
+  tt.momentum, tt.weight_decay, tt.schedule, tt.warmup_steps = 0.9, 1e-4, 'step', 0
+  tt.grad_clip = 0.0
+
+  c.eval.dataset = dataset['eval_dataset']
+  c.eval.reference_table = dataset['reference_table']
+  c.eval.metrics = 'vpq,stq'
+  c.lock()
+  return c

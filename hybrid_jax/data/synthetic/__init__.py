@@ -1,0 +1,1 @@
+"""The procedural synthetic VPS dataset: scene generator and its TFDS builder."""

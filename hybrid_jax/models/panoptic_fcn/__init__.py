@@ -1,0 +1,1 @@
+"""PanopticFCN: the per-frame segmenter (network, targets, inference, build from a config)."""

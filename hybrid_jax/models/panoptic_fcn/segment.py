@@ -1,0 +1,61 @@
+"""PanopticFCN inference on frames: single- or multi-scale, jitted.
+
+``segment_fn = make_segment_fn(model)``; ``segment_fn(variables, uint8 [B, H, W, 3])`` gives
+the padded per-frame outputs of `postprocess` (panoptic map, instance masks, classes, scores,
+boxes, valid, kernels).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from hybrid_jax.models.panoptic_fcn import build
+from hybrid_jax.models.panoptic_fcn import inputs
+from hybrid_jax.models.panoptic_fcn import model as panoptic_fcn
+from hybrid_jax.models.panoptic_fcn import postprocess as inference_lib
+
+
+def scaled_size(hw, scale: float) -> tuple[int, int]:
+  """The input size (h, w) of a frame of size hw tested at `scale` (rounded, at least 1)."""
+  return tuple(max(1, int(round(v * scale))) for v in hw)
+
+
+def segment(variables: dict, images: jax.Array, *, model: panoptic_fcn.PanopticFCN,
+            spec: build.SegmenterSpec | None = None, output_hw=None) -> dict:
+  """Per-frame panoptic prediction (see `panoptic_fcn_inference` for the output dict).
+
+  images: uint8 RGB [B,H,W,3] of any size; output at (H, W) unless output_hw is given.
+  With several `spec.test_scales`, the frames are resized (bilinear) to each scale, the
+  network runs once per scale and `panoptic_fcn_inference.postprocess_multiscale` merges.
+  """
+  spec = spec or build.spec_of(model)
+  x = inputs.preprocess_images(images, spec.input)  # also checks shape and dtype
+  image_hw = tuple(images.shape[1:3])
+  if spec.test_scales == (1.0,):
+    outputs = model.apply(variables, x)
+    return inference_lib.postprocess(outputs, image_hw=image_hw, layout=spec.layout,
+                                     cfg=spec.inference, output_hw=output_hw)
+  outputs, sizes = [], []
+  for scale in spec.test_scales:
+    hw = scaled_size(image_hw, scale)
+    if hw != image_hw:
+      rgb = jax.image.resize(images.astype(jnp.float32), (images.shape[0],) + hw + (3,),
+                             'linear', antialias=False)
+      x_scaled = inputs.normalise_and_pad(rgb, spec.input)
+    else:
+      x_scaled = x
+    outputs.append(model.apply(variables, x_scaled))
+    sizes.append(hw)
+  return inference_lib.postprocess_multiscale(outputs, scaled_hws=sizes, image_hw=image_hw,
+                                              layout=spec.layout, cfg=spec.inference,
+                                              output_hw=output_hw)
+
+
+def make_segment_fn(model: panoptic_fcn.PanopticFCN, *, spec: build.SegmenterSpec | None = None,
+                    output_hw=None) -> Callable[[dict, jax.Array], dict]:
+  """jit-compiled `segment` (recompiles only per input shape)."""
+  spec = spec or build.spec_of(model)
+  return jax.jit(lambda v, im: segment(v, im, model=model, spec=spec, output_hw=output_hw))

@@ -1,0 +1,1 @@
+"""RAFT optical flow (network, correlation, update block, Winograd convolutions)."""
