@@ -117,9 +117,9 @@ def bench_warp(m, h, w, repeats):
   rng = np.random.default_rng(2)
   masks = jnp.asarray(random_masks(rng, m, h, w))
   flow = jnp.asarray(rng.normal(0, 3, (h, w, 2)).astype(np.float32))
-  association.warp_masks(masks, flow).block_until_ready()
+  pixel.warp_masks(masks, flow).block_until_ready()
   return {'warp_masks_s': time_best(
-      lambda: association.warp_masks(masks, flow).block_until_ready(), repeats)}
+      lambda: pixel.warp_masks(masks, flow).block_until_ready(), repeats)}
 
 
 def bench_tracker(n, h, w, frames, head_kwargs):

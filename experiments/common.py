@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np

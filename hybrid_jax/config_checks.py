@@ -55,7 +55,7 @@ def check_config(config) -> None:
         _choice(t, 'grad_clip_mode', f'{stage}.train', ('norm', 'value'))
       _choice(t, 'schedule', f'{stage}.train', ('constant', 'cosine', 'onecycle', 'step', 'poly'))
   if 'seg' in config and 'test_scales' in config.seg:
-    from hybrid_jax.models.panoptic_fcn import build as pfcn_build  # noqa: PLC0415 - keeps config checks light
+    from hybrid_jax.models.panoptic_fcn import build as pfcn_build  # noqa: PLC0415 (lazy)
     pfcn_build.check_test_scales(config.seg.test_scales)
   if 'seg' in config and 'position_deform' in config.seg:
     _choice(config.seg, 'position_deform', 'seg', ('v2', 'v1', 'none'))

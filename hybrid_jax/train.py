@@ -79,7 +79,7 @@ def train_flow(config, workdir: str) -> trained_models.FlowModel | None:
     return None
   source = datasets.get_source(config, 'val', data_dir(config, workdir))
   if 'flow' in source[0]:
-    from hybrid_jax.training.stages import train_flow as flow_stage  # pylint: disable=g-import-not-at-top
+    from hybrid_jax.training.stages import train_flow as flow_stage  # lazy: loads RAFT
     flow_stage.train_flow(config, workdir, data_dir(config, workdir))
   elif not config.flow.checkpoint:
     raise errors.ConfigError(

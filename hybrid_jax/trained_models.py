@@ -224,7 +224,8 @@ def load_flow(config, workdir: str) -> FlowModel | None:
   f = config.flow
   path = final_path(workdir, FLOW_STAGE)
   if has_export(path):
-    variables, _ = pretrained.load_pretrained(path, expect_architecture=raft.ARCHITECTURES[f.variant])
+    variables, _ = pretrained.load_pretrained(
+        path, expect_architecture=raft.ARCHITECTURES[f.variant])
   elif f.checkpoint:
     variables, _ = raft.load_raft(f.checkpoint, variant=f.variant)
   else:

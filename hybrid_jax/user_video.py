@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 
 import numpy as np
@@ -46,7 +45,6 @@ from hybrid_jax.data import official_format
 IMAGE_EXTENSIONS = official_format.IMAGE_EXTENSIONS
 OUT_DIR = 'track_video'
 FOLDER_FPS = 10.0   # frame folders carry no frame rate
-
 
 
 # ---------------------------------------------------------------------------------------------

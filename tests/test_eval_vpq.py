@@ -198,9 +198,10 @@ def test_agrees_with_a_direct_per_segment_loop(min_gt_area):
   from benchmarks import eval_speed
   from hybrid_jax.evaluation import counting
   from hybrid_jax.evaluation import pq as pq_lib
+  from hybrid_jax.evaluation import protocols
   from hybrid_jax.evaluation import vpq as vpq_lib
   cats = pq_lib.as_category_set(CATS)
-  protocol = vpq_lib.Protocol('test', {'0': 1, '5': 2, '10': 3, '15': 4},
+  protocol = protocols.Protocol('test', {'0': 1, '5': 2, '10': 3, '15': 4},
                               min_gt_area=min_gt_area, use_gt_pixels=True)
   rng = np.random.default_rng(7)
   for _ in range(3):
@@ -239,9 +240,9 @@ def test_cityscapes_uses_declared_gt_area_viper_uses_pixels():
   assert city['per_class']['0']['iou'] == pytest.approx(0.625)
   from hybrid_jax.evaluation import counting
   from hybrid_jax.evaluation import pq as pq_lib
-  from hybrid_jax.evaluation import vpq as vpq_lib
+  from hybrid_jax.evaluation import protocols
   cats = pq_lib.as_category_set(CATS)
   frame = counting.frame_stats_from_segments(*gt, *pred, known_categories=cats.ids)
   counts = pq_lib.match_window([frame], cats, use_gt_pixels=True)
   assert counts.iou[0] == pytest.approx(5 / 6)
-  assert vpq_lib.get_protocol('viper').use_gt_pixels
+  assert protocols.get_protocol('viper').use_gt_pixels

@@ -9,7 +9,7 @@ import pytest
 
 from hybrid_jax import errors
 from hybrid_jax.data import categories
-from hybrid_jax.data import sources
+from hybrid_jax.data.synthetic import source as sources
 from hybrid_jax.data.synthetic import tfds_builder as synthetic_tfds
 
 

@@ -46,6 +46,23 @@ def test_onecycle_matches_torch_formula():
   np.testing.assert_allclose(_lr(cfg, [0, 3, 9, 104, 199]), expected, rtol=1e-5)
 
 
+def test_onecycle_matches_torch_scheduler():
+  torch = pytest.importorskip('torch')
+  total, peak = 200, 4e-4
+  p = torch.nn.Parameter(torch.zeros(1))
+  opt = torch.optim.AdamW([p], lr=peak)
+  sched = torch.optim.lr_scheduler.OneCycleLR(opt, peak, total_steps=total, pct_start=0.05,
+                                              cycle_momentum=False, anneal_strategy='linear')
+  want = []
+  for _ in range(total):
+    want.append(opt.param_groups[0]['lr'])
+    opt.step()
+    sched.step()
+  ours = optim.onecycle_schedule(peak, total, 0.05)
+  got = np.array([float(ours(i)) for i in range(total)])
+  np.testing.assert_allclose(got, np.array(want), rtol=1e-5, atol=1e-10)
+
+
 def test_step_and_poly_schedules_detectron_warmup():
   # Milestones default to 2/3 and 8/9 of 90 steps (60, 80); warmup factor 0.001 over 10.
   cfg = _cfg(schedule='step', steps=90, warmup_steps=10)

@@ -3,7 +3,7 @@
 Reads the layout of VPSNet's ``data/cityscapes_vps/`` (reference §1.2–1.4) from
 ``config.data.root`` (the "manual directory") through `official_format.open_split`, maps the
 GT JSON's categories onto our CITYSCAPES_VPS table by name, and stores clips as described in
-`real_sources`.
+`real`.
 
 Splits (the VPS paper's; the test split has no public labels and is not offered):
 
@@ -33,7 +33,7 @@ from hybrid_jax import errors
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data import official_format
 from hybrid_jax.data import panoptic_png
-from hybrid_jax.data import real as real_sources
+from hybrid_jax.data import real
 
 NAME = 'cityscapes_vps'
 SPLITS = ('train', 'val')
@@ -125,7 +125,7 @@ def split_present(root: str, split: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Raw clips.
 
-def raw_clips(data_cfg, split: str) -> list[real_sources.RawClip]:
+def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
   """Indexes `split` of the layout under data_cfg.root (JSON + listings, no decoding)."""
   root = data_cfg.root
   check_layout(root, split)
@@ -134,7 +134,7 @@ def raw_clips(data_cfg, split: str) -> list[real_sources.RawClip]:
   src = official_format.open_split(
       root, split, frames_per_video=int(data_cfg.clip_length) if has_all else None)
   gt_json = official_format.json_paths(root, split)['gt']
-  lut = real_sources.category_lut([c.to_json() for c in src.categories], table, where=gt_json)
+  lut = real.category_lut([c.to_json() for c in src.categories], table, where=gt_json)
   # open_split indexes the split; its per-clip file lists are what we need without decoding.
   vids = [v for v, _, _ in src._videos]  # pylint: disable=protected-access
   if has_all and (len(set(vids)) != len(vids) or any(v.startswith('x') for v in vids)):
@@ -146,7 +146,7 @@ def raw_clips(data_cfg, split: str) -> list[real_sources.RawClip]:
   clips = []
   for vid, paths, fids in src._videos:  # pylint: disable=protected-access
     image_ids = [src._label_of_frame.get(f, '') for f in fids]  # pylint: disable=protected-access
-    clips.append(real_sources.RawClip(
+    clips.append(real.RawClip(
         video_id=vid, frame_paths=list(paths), frame_ids=list(fids),
         labelled=np.asarray([bool(i) for i in image_ids]), image_ids=image_ids,
         load_labels=functools.partial(_load_labels, src, image_ids, lut, gt_json)))
@@ -166,61 +166,17 @@ def _load_labels(src, image_ids, lut, gt_json) -> np.ndarray:
     lab = official_format.segments_to_panoptic(
         panoptic_png.read_id_png(png), ann.get('segments_info', []), src.categories,
         track_of_segment=tracks, where=where)
-    out.append(real_sources.remap_labels(lab, lut, where=where))
+    out.append(real.remap_labels(lab, lut, where=where))
   return np.stack(out)
 
 
 # ---------------------------------------------------------------------------------------------
-# TFDS builder, prepare, source (the dataset registry's entry points).
+# The dataset registry's entries (the TFDS builder and the reading are `real`'s).
 
-@functools.cache
-def builder_class():
-  return real_sources.make_builder_class(
-      NAME, 'Cityscapes-VPS clips (VPSNet layout) in the hybrid_jax data contract.',
-      'https://github.com/mcahny/vps')
-
-
-def _builder(data_cfg, split: str, data_dir: str):
-  return builder_class()(split=split, height=int(data_cfg.height), width=int(data_cfg.width),
-                         raw_clips=lambda: raw_clips(data_cfg, split), data_dir=data_dir)
-
-
-def _prepared_builder(split: str, height: int, width: int, data_dir: str):
-  """A builder for reading a prepared split only (module-level, so a partial pickles)."""
-  return builder_class()(split=split, height=height, width=width, data_dir=data_dir)
-
-
-def prepare(data_cfg, data_dir: str, *, progress: bool = True) -> None:
-  """Prepares every split present under data_cfg.root (no-op for splits already prepared).
-
-  A split whose folder and GT JSON are both absent is skipped (`source` names what is missing
-  when it is asked for); a missing root, or a root without any split, raises DatasetError.
-  """
-  root = data_cfg.root
-  if not root or not os.path.isdir(root):
-    # Data prepared earlier stay usable without the raw folder.
-    if real_sources.any_prepared(data_dir, NAME, SPLITS, int(data_cfg.height),
-                                 int(data_cfg.width)):
-      return
-    raise errors.DatasetError(missing_root_message(root))
-  present = [s for s in SPLITS if split_present(root, s)]
-  for split in present or ['val']:
-    check_layout(root, split)  # every present split, before any slow work
-  for split in present:
-    b = _builder(data_cfg, split, data_dir)
-    if not real_sources.is_prepared(b):
-      real_sources.build(b, progress=progress)
-
-
-def source(data_cfg, split: str, data_dir: str) -> real_sources.ClipSource:
-  """Random-access clips of `split` (prepared on first use)."""
-  if split not in SPLITS:
-    raise errors.ConfigError(f'Cityscapes-VPS has splits {SPLITS}; got {split!r}.')
-  b = _builder(data_cfg, split, data_dir)
-  if not real_sources.is_prepared(b):
-    check_layout(data_cfg.root, split)
-    real_sources.build(b, progress=True)
-  opener = functools.partial(_prepared_builder, split, int(data_cfg.height),
-                             int(data_cfg.width), data_dir)
-  return real_sources.ClipSource(opener, split,
-                                 categories_lib.get_categories(data_cfg.categories))
+DATASET = real.RealDataset(
+    name=NAME, title='Cityscapes-VPS',
+    description='Cityscapes-VPS clips (VPSNet layout) in the hybrid_jax data contract.',
+    homepage='https://github.com/mcahny/vps', splits=SPLITS, check_layout=check_layout,
+    split_present=split_present, raw_clips=raw_clips, missing_root_message=missing_root_message)
+prepare = DATASET.prepare
+source = DATASET.source

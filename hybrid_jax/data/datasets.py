@@ -24,7 +24,8 @@ class DatasetEntry:
 
 
 REGISTRY = {
-    'synthetic_vps': DatasetEntry('hybrid_jax.data.sources', 'prepare_synthetic', 'synthetic_source'),
+    'synthetic_vps': DatasetEntry('hybrid_jax.data.synthetic.source', 'prepare_synthetic',
+                                  'synthetic_source'),
     'cityscapes_vps': DatasetEntry('hybrid_jax.data.cityscapes_vps', 'prepare', 'source'),
     'viper_vps': DatasetEntry('hybrid_jax.data.viper_vps', 'prepare', 'source'),
 }

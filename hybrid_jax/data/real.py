@@ -30,8 +30,8 @@ metadata so a source knows every clip's labelled frames without decoding any cli
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
+import functools
 import io
 import os
 import re
@@ -42,6 +42,7 @@ from PIL import Image
 
 from hybrid_jax import errors
 from hybrid_jax.data import categories as categories_lib
+from hybrid_jax.data import clip_source
 
 LABEL_DIVISOR = categories_lib.LABEL_DIVISOR
 VOID = categories_lib.VOID
@@ -208,6 +209,7 @@ def _tfds():
   return tfds
 
 
+@functools.cache
 def make_builder_class(name: str, description: str, homepage: str):
   """A GeneratorBasedBuilder subclass registered under `name` (e.g. 'cityscapes_vps')."""
   tfds = _tfds()
@@ -294,46 +296,79 @@ def build(builder, *, progress: bool) -> None:
                               f'{exc}') from exc
 
 
-class ClipSource(collections.abc.Sequence):
-  """Random-access clips of a prepared split; ``source[i]`` decodes clip i.
+# ---------------------------------------------------------------------------------------------
+# A real dataset: its layout rules plus the shared prepare / open (the registry's entries).
 
-  Picklable (grain workers): the file reader is reopened from `make_builder` after unpickling.
+@dataclasses.dataclass(frozen=True)
+class RealDataset:
+  """What a dataset module provides; `prepare` and `source` do the rest.
 
   Attributes:
-    video_ids: list[str];  labelled_masks: list of bool [T] (from the metadata, no decoding);
-    frame_ids: list of list[str];  categories: our category table.
+    name: the TFDS name ('cityscapes_vps', 'viper_vps').
+    title: human name in messages ('Cityscapes-VPS').
+    description, homepage: for the TFDS metadata.
+    splits: split names.
+    check_layout: ``check_layout(root, split)`` raises DatasetError naming what is missing.
+    split_present: ``split_present(root, split)``: its folder or GT JSON exists.
+    raw_clips: ``raw_clips(data_cfg, split) -> list[RawClip]`` (indexing, no decoding).
+    missing_root_message: ``missing_root_message(root)``: where the data go and how to get them.
   """
+  name: str
+  title: str
+  description: str
+  homepage: str
+  splits: tuple
+  check_layout: Callable[[str, str], None]
+  split_present: Callable[[str, str], bool]
+  raw_clips: Callable[..., list]
+  missing_root_message: Callable[[str], str]
 
-  def __init__(self, make_builder: Callable[[], object], split: str, table):
-    self._make_builder, self._split = make_builder, split
-    builder = make_builder()
-    self._data = builder.as_data_source(split=split)
-    index = builder.info.metadata.get('clips', [])
-    self.video_ids = [e['video_id'] for e in index]
-    self.labelled_masks = [np.asarray(e['labelled'], bool) for e in index]
-    self.frame_ids = [list(e['frame_ids']) for e in index]
-    self.categories = table
-    if len(index) != len(self._data):
-      raise errors.DatasetError(f'{builder.data_dir}: the index lists {len(index)} clips but the '
-                                f'files hold {len(self._data)}; delete that folder to rebuild.')
+  def builder(self, data_cfg, split: str, data_dir: str):
+    cls = make_builder_class(self.name, self.description, self.homepage)
+    return cls(split=split, height=int(data_cfg.height), width=int(data_cfg.width),
+               raw_clips=lambda: self.raw_clips(data_cfg, split), data_dir=data_dir)
 
-  def __getstate__(self):
-    state = dict(self.__dict__)
-    state['_data'] = None  # file handles do not pickle; reopened on first access
-    return state
+  def prepare(self, data_cfg, data_dir: str, *, progress: bool = True) -> None:
+    """Prepares every split present under data_cfg.root (no-op for splits already prepared).
 
-  def __len__(self) -> int:
-    return len(self.video_ids)
+    A split whose folder and GT JSON are both absent is skipped (`source` names what is missing
+    when it is asked for); a missing root, or a root without any split, raises DatasetError.
+    """
+    root = data_cfg.root
+    if not root or not os.path.isdir(root):
+      # Data prepared earlier stay usable without the raw folder.
+      if any_prepared(data_dir, self.name, self.splits, int(data_cfg.height),
+                      int(data_cfg.width)):
+        return
+      raise errors.DatasetError(self.missing_root_message(root))
+    present = [s for s in self.splits if self.split_present(root, s)]
+    for split in present or [self.splits[-1]]:
+      self.check_layout(root, split)  # every present split, before any slow work
+    for split in present:
+      b = self.builder(data_cfg, split, data_dir)
+      if not is_prepared(b):
+        build(b, progress=progress)
 
-  def __getitem__(self, index):
-    if isinstance(index, slice):
-      return [self[i] for i in range(*index.indices(len(self)))]
-    return self.read(index)
+  def source(self, data_cfg, split: str, data_dir: str) -> clip_source.ClipSource:
+    """Random-access clips of `split` (prepared on first use)."""
+    if split not in self.splits:
+      raise errors.ConfigError(f'{self.title} has splits {self.splits}; got {split!r}.')
+    b = self.builder(data_cfg, split, data_dir)
+    if not is_prepared(b):
+      self.check_layout(data_cfg.root, split)
+      build(b, progress=True)
+    opener = functools.partial(_open_prepared, self.name, self.description, self.homepage,
+                               split, int(data_cfg.height), int(data_cfg.width), data_dir)
+    builder = opener.func(*opener.args, as_builder=True)
+    return clip_source.ClipSource(
+        opener, name=f'{builder.data_dir} ({split})', decode=decode_example,
+        index=builder.info.metadata.get('clips', []),
+        categories=categories_lib.get_categories(data_cfg.categories))
 
-  def read(self, index: int, frame_indices: Sequence[int] | None = None) -> dict:
-    """Clip `index`, decoding only `frame_indices` (None: all); see `decode_example`."""
-    if not -len(self) <= index < len(self):
-      raise IndexError(index)
-    if self._data is None:
-      self._data = self._make_builder().as_data_source(split=self._split)
-    return decode_example(self._data[index % len(self)], frame_indices)
+
+def _open_prepared(name, description, homepage, split, height, width, data_dir, *,
+                   as_builder: bool = False):
+  """The data source (or builder) of a prepared split; module-level, so a partial pickles."""
+  cls = make_builder_class(name, description, homepage)
+  builder = cls(split=split, height=height, width=width, data_dir=data_dir)
+  return builder if as_builder else builder.as_data_source(split=split)

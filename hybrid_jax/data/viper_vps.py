@@ -40,7 +40,7 @@ from hybrid_jax import errors
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data import official_format
 from hybrid_jax.data import panoptic_png
-from hybrid_jax.data import real as real_sources
+from hybrid_jax.data import real
 
 NAME = 'viper_vps'
 SPLIT_DIRS = {'train': 'train_day', 'val': 'val_day'}
@@ -137,7 +137,7 @@ def _read_json(path: str) -> dict:
   return gt
 
 
-def raw_clips(data_cfg, split: str) -> list[real_sources.RawClip]:
+def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
   """Indexes `split` under data_cfg.root (JSON + listing, no decoding); see module doc."""
   root = data_cfg.root
   check_layout(root, split)
@@ -145,7 +145,7 @@ def raw_clips(data_cfg, split: str) -> list[real_sources.RawClip]:
   split_dir = os.path.join(root, SPLIT_DIRS[split])
   jpath = json_path(root, split)
   gt = _read_json(jpath)
-  lut = real_sources.category_lut(gt['categories'], table, where=jpath)
+  lut = real.category_lut(gt['categories'], table, where=jpath)
   json_table = categories_lib.from_json(gt['categories'])
   anns = {str(a.get('image_id')): a for a in gt['annotations']}
   labelled = {}  # image base name -> (image id, annotation)
@@ -182,7 +182,7 @@ def raw_clips(data_cfg, split: str) -> list[real_sources.RawClip]:
       for png, _ in gt_files:
         if not os.path.exists(png):
           raise errors.DatasetError(f'Missing {png} (listed in {jpath}).')
-      clips.append(real_sources.RawClip(
+      clips.append(real.RawClip(
           video_id=vid if split == 'val' else f'{vid}-{k}',
           frame_paths=[os.path.join(split_dir, 'img', n) for n in names],
           frame_ids=[n[:-4] for n in names], labelled=np.asarray([bool(i) for i in image_ids]),
@@ -200,7 +200,7 @@ def _load_labels(gt_files, json_table, lut, jpath) -> np.ndarray:
     lab = official_format.segments_to_panoptic(
         panoptic_png.read_id_png(png), ann.get('segments_info', []), json_table,
         track_of_segment=tracks, where=where)
-    out.append(real_sources.remap_labels(lab, lut, where=where))
+    out.append(real.remap_labels(lab, lut, where=where))
   return np.stack(out)
 
 
@@ -220,7 +220,7 @@ def write_layout(clips: Sequence[dict], root: str, split: str, categories, *,
            else tuple(categories))
   cats_json = list(json_categories) if json_categories is not None else [
       c.to_json() for c in table]
-  to_json_id = real_sources.category_lut(cats_json, table, where='json_categories')
+  to_json_id = real.category_lut(cats_json, table, where='json_categories')
   ours_to_json = {v: k for k, v in to_json_id.items()}
   split_dir = os.path.join(root, SPLIT_DIRS[split])
   for sub in ('img', 'panoptic_video'):
@@ -249,51 +249,12 @@ def write_layout(clips: Sequence[dict], root: str, split: str, categories, *,
 
 
 # ---------------------------------------------------------------------------------------------
-# TFDS builder, prepare, source (the dataset registry's entry points).
+# The dataset registry's entries (the TFDS builder and the reading are `real`'s).
 
-@functools.cache
-def builder_class():
-  return real_sources.make_builder_class(
-      NAME, 'VIPER-VPS clips (VPS layout) in the hybrid_jax data contract.',
-      'https://github.com/mcahny/vps')
-
-
-def _builder(data_cfg, split: str, data_dir: str):
-  return builder_class()(split=split, height=int(data_cfg.height), width=int(data_cfg.width),
-                         raw_clips=lambda: raw_clips(data_cfg, split), data_dir=data_dir)
-
-
-def _prepared_builder(split: str, height: int, width: int, data_dir: str):
-  """A builder for reading a prepared split only (module-level, so a partial pickles)."""
-  return builder_class()(split=split, height=height, width=width, data_dir=data_dir)
-
-
-def prepare(data_cfg, data_dir: str, *, progress: bool = True) -> None:
-  """Prepares every split present under data_cfg.root (see `cityscapes_vps.prepare`)."""
-  root = data_cfg.root
-  if not root or not os.path.isdir(root):
-    if real_sources.any_prepared(data_dir, NAME, SPLITS, int(data_cfg.height),
-                                 int(data_cfg.width)):
-      return
-    raise errors.DatasetError(missing_root_message(root))
-  present = [s for s in SPLITS if split_present(root, s)]
-  for split in present or ['val']:
-    check_layout(root, split)
-  for split in present:
-    b = _builder(data_cfg, split, data_dir)
-    if not real_sources.is_prepared(b):
-      real_sources.build(b, progress=progress)
-
-
-def source(data_cfg, split: str, data_dir: str) -> real_sources.ClipSource:
-  """Random-access clips of `split` (prepared on first use)."""
-  if split not in SPLITS:
-    raise errors.ConfigError(f'VIPER-VPS has splits {SPLITS}; got {split!r}.')
-  b = _builder(data_cfg, split, data_dir)
-  if not real_sources.is_prepared(b):
-    check_layout(data_cfg.root, split)
-    real_sources.build(b, progress=True)
-  opener = functools.partial(_prepared_builder, split, int(data_cfg.height),
-                             int(data_cfg.width), data_dir)
-  return real_sources.ClipSource(opener, split,
-                                 categories_lib.get_categories(data_cfg.categories))
+DATASET = real.RealDataset(
+    name=NAME, title='VIPER-VPS',
+    description='VIPER-VPS clips (VPS layout) in the hybrid_jax data contract.',
+    homepage='https://github.com/mcahny/vps', splits=SPLITS, check_layout=check_layout,
+    split_present=split_present, raw_clips=raw_clips, missing_root_message=missing_root_message)
+prepare = DATASET.prepare
+source = DATASET.source

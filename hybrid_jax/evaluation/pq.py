@@ -17,6 +17,7 @@ import numpy as np
 from hybrid_jax import errors
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.evaluation import counting
+from hybrid_jax.evaluation import protocols
 
 _KEY_SHIFT = 24  # pair key = gt id << 24 | pred id
 
@@ -224,8 +225,7 @@ def evaluate_pq_arrays(gt_frames: Sequence[np.ndarray], pred_frames: Sequence[np
   small-object rule (GT segments under 1024 pixels ignored) and leaves class 11 out of the
   averages.  Returns `class_averages` of the summed counts (percent).
   """
-  from hybrid_jax.evaluation import vpq  # the protocol table lives with VPQ
-  protocol = vpq.get_protocol(dataset)
+  protocol = protocols.get_protocol(dataset)
   cats = as_category_set(categories, excluded=protocol.excluded)
   if len(gt_frames) != len(pred_frames):
     raise errors.FormatError(

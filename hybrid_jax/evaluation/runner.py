@@ -26,6 +26,7 @@ from hybrid_jax.data import panoptic_png
 from hybrid_jax.evaluation import counting
 from hybrid_jax.data import official_format
 from hybrid_jax.evaluation import pq as pq_lib
+from hybrid_jax.evaluation import protocols
 from hybrid_jax.evaluation import stq as stq_lib
 from hybrid_jax.evaluation import vpq as vpq_lib
 
@@ -35,7 +36,7 @@ METRICS = ('vpq', 'stq')
 class _Context:
   """What every video task needs besides its own data (small, picklable)."""
 
-  def __init__(self, cats: pq_lib.CategorySet, protocol: vpq_lib.Protocol, metrics):
+  def __init__(self, cats: pq_lib.CategorySet, protocol: protocols.Protocol, metrics):
     self.cats = cats
     self.protocol = protocol
     self.metrics = tuple(metrics)
@@ -138,7 +139,7 @@ def _combine(results: list, video_ids: Sequence[str], ctx: _Context) -> dict:
 
 
 def _context(categories, dataset: str, metrics) -> _Context:
-  protocol = vpq_lib.get_protocol(dataset)
+  protocol = protocols.get_protocol(dataset)
   metrics = tuple(metrics)
   unknown = set(metrics) - set(METRICS)
   if unknown or not metrics:
@@ -233,7 +234,7 @@ def evaluate_official(gt_dir: str, gt_json: str, pred_dir: str, *,
       by image-id prefix); None = by image-id prefix.
     check_prefix: require each chunk of frames to share one image-id video prefix.
   """
-  protocol = vpq_lib.get_protocol(dataset)
+  protocol = protocols.get_protocol(dataset)
   fpv = protocol.frames_per_video if frames_per_video == -1 else frames_per_video
   layout = official_format.load_layout(gt_dir, gt_json, pred_dir, frames_per_video=fpv,
                                        check_prefix=check_prefix)

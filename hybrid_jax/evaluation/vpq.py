@@ -11,61 +11,22 @@ pixels are ignored, GT tube areas are pixel counts, and class 11 (mobilebarrier)
 the All / Stuff means.
 
 The public entry points that take arrays or files live in `hybrid_jax.evaluation.runner`;
-this module holds the protocol and the per-video / final arithmetic.
+this module holds the per-video / final arithmetic; the protocols are in `protocols`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
-from hybrid_jax import errors
 from hybrid_jax.evaluation import counting
 from hybrid_jax.evaluation import pq as pq_lib
+from hybrid_jax.evaluation import protocols
 
 K_VALUES = ('0', '5', '10', '15')
 
 
-@dataclasses.dataclass(frozen=True)
-class Protocol:
-  """One official VPQ variant.
-
-  Attributes:
-    name: dataset name.
-    window_frames: k -> number of consecutive (labelled) frames in a window.
-    min_gt_area: GT tubes with fewer pixels are ignored (0 = never).
-    excluded: category ids left out of the class means.
-    use_gt_pixels: GT tube area from pixel counts (VIPER) or from the json (Cityscapes-VPS).
-    frames_per_video: default grouping of the sorted GT frames into videos (None = by the
-      image-id prefix before the first '_').
-  """
-  name: str
-  window_frames: dict
-  min_gt_area: int = 0
-  excluded: frozenset = frozenset()
-  use_gt_pixels: bool = False
-  frames_per_video: int | None = 6
-
-
-_CITYSCAPES = Protocol('cityscapes_vps', {'0': 1, '5': 2, '10': 3, '15': 4})
-PROTOCOLS = {
-    'cityscapes_vps': _CITYSCAPES,
-    # The built-in synthetic dataset is written in the Cityscapes-VPS layout and protocol.
-    'synthetic': dataclasses.replace(_CITYSCAPES, name='synthetic'),
-    'viper': Protocol('viper', {'0': 1, '5': 5, '10': 10, '15': 15}, min_gt_area=32 * 32,
-                      excluded=frozenset({11}), use_gt_pixels=True, frames_per_video=None),
-}
-
-
-def get_protocol(dataset: str) -> Protocol:
-  if dataset not in PROTOCOLS:
-    raise errors.ConfigError(
-        f'Unknown VPQ dataset protocol {dataset!r}; choose one of {sorted(PROTOCOLS)}.')
-  return PROTOCOLS[dataset]
-
-
 def video_counts(frames: Sequence[counting.FrameStats], cats: pq_lib.CategorySet,
-                 protocol: Protocol) -> dict:
+                 protocol: protocols.Protocol) -> dict:
   """k -> PQCounts summed over every window of one video (a fresh tube set per window)."""
   out = {}
   for k, nframes in protocol.window_frames.items():
@@ -78,7 +39,7 @@ def video_counts(frames: Sequence[counting.FrameStats], cats: pq_lib.CategorySet
   return out
 
 
-def finalize(counts: dict, cats: pq_lib.CategorySet, protocol: Protocol) -> dict:
+def finalize(counts: dict, cats: pq_lib.CategorySet, protocol: protocols.Protocol) -> dict:
   """Per-k class averages plus 'final' = the mean over k of All/Things/Stuff PQ, SQ, RQ.
 
   Returns {'0'|'5'|'10'|'15': {'window_frames', 'all', 'things', 'stuff', 'per_class'},

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
 MAX_FLOW = 400.0
 
@@ -65,39 +64,3 @@ def sequence_loss(flow_preds: jax.Array, flow_gt: jax.Array, valid: jax.Array | 
   per_iter = err.reshape(n, -1).mean(axis=1)
   loss = jnp.sum(weights * per_iter)
   return loss, epe_metrics(flow_preds[-1], flow_gt, mask)
-
-
-def onecycle_schedule(*, peak_lr: float, total_steps: int, pct_start: float = 0.05,
-                      div_factor: float = 25.0, final_div_factor: float = 1e4) -> optax.Schedule:
-  """torch.optim.lr_scheduler.OneCycleLR(anneal_strategy='linear', three_phase=False).
-
-  Rises linearly from peak/div_factor to peak until step pct_start*T - 1, then falls linearly
-  to peak/div_factor/final_div_factor at step T - 1 (step = optimizer updates done so far).
-  """
-  init_lr = peak_lr / div_factor
-  min_lr = init_lr / final_div_factor
-  end_up = float(pct_start * total_steps) - 1.0
-  end_down = float(total_steps - 1)
-
-  def schedule(count):
-    s = jnp.asarray(count, jnp.float32)
-    up = init_lr + (peak_lr - init_lr) * s / max(end_up, 1e-12)
-    down = peak_lr + (min_lr - peak_lr) * (s - end_up) / (end_down - end_up)
-    return jnp.where(s <= end_up, up, down)
-  return schedule
-
-
-def raft_optimizer(*, learning_rate: float, num_steps: int, weight_decay: float,
-                   epsilon: float = 1e-8, grad_clip: float = 1.0, pct_start: float = 0.05,
-                   extra_steps: int = 100) -> optax.GradientTransformation:
-  """The official recipe: clip global norm, AdamW(eps) with a linear one-cycle schedule.
-
-  The official builds OneCycleLR with total_steps = num_steps + 100 (`extra_steps`), so the rate
-  never reaches its floor. Weight decay applies to every parameter (biases and BN included).
-  Official stages: chairs lr 4e-4 wd 1e-4; things 1.25e-4 / 1e-4; sintel 1.25e-4 / 1e-5;
-  kitti 1e-4 / 1e-5 (100k steps each, kitti 50k); gamma 0.8 then 0.85 for sintel/kitti.
-  """
-  sched = onecycle_schedule(peak_lr=learning_rate, total_steps=num_steps + extra_steps,
-                            pct_start=pct_start)
-  return optax.chain(optax.clip_by_global_norm(grad_clip),
-                     optax.adamw(sched, b1=0.9, b2=0.999, eps=epsilon, weight_decay=weight_decay))

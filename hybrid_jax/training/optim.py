@@ -75,7 +75,7 @@ def make_schedule(cfg) -> Schedule:
   if name == 'onecycle':
     total = steps + 100
     pct = warmup / total if warmup > 0 else float(_get(cfg, 'onecycle_pct_start', 0.05))
-    return _onecycle(lr, total, pct)
+    return onecycle_schedule(lr, total, pct)
 
   # Detectron-style warmup: a multiplicative factor rising linearly from warmup_factor to 1.
   factor0 = float(_get(cfg, 'warmup_factor', 0.001))
@@ -106,8 +106,8 @@ def make_schedule(cfg) -> Schedule:
   return poly_schedule
 
 
-def _onecycle(max_lr: float, total: int, pct_start: float, div: float = 25.0,
-              final_div: float = 1e4) -> Schedule:
+def onecycle_schedule(max_lr: float, total: int, pct_start: float, div: float = 25.0,
+                      final_div: float = 1e4) -> Schedule:
   """torch.optim.lr_scheduler.OneCycleLR with two linear phases (cycle_momentum off)."""
   initial = max_lr / div
   final = initial / final_div

@@ -163,8 +163,8 @@ def open_split(root: str, split: str, *, frames_per_video: int | None = None,
   for key in ('images', 'annotations', 'categories'):
     if not isinstance(gt.get(key), list):
       raise errors.FormatError(f'{paths["gt"]}: missing list {key!r}.')
-  table = categories_lib.as_table(categories) if categories is not None else categories_lib.from_json(
-      gt['categories'])
+  table = (categories_lib.as_table(categories) if categories is not None
+           else categories_lib.from_json(gt['categories']))
 
   # Labelled frames: image id -> (image entry, annotation).
   images = {}

@@ -61,7 +61,8 @@ def write_predictions(out_dir: str, image_ids: Sequence[str],
     panoptic_png.write_id_png(os.path.join(pan_dir, f'{iid}.png'), ids)
     annotations.append({'image_id': iid, 'file_name': f'{iid}.png', 'segments_info': segments})
   json_files.write_json(os.path.join(out_dir, 'pred.json'),
-              {'annotations': annotations, 'categories': [segment_ids.category_json(c) for c in table]})
+              {'annotations': annotations,
+               'categories': [segment_ids.category_json(c) for c in table]})
 
 
 def read_predictions(pred_dir: str, image_ids: Sequence[str] | None = None, *,

@@ -12,7 +12,7 @@ table (`categories.SYNTHETIC`) and the parameters are stored in the dataset meta
 
 One example = one clip (the project's data contract): frames uint8 [T,H,W,3], panoptic int32
 [T,H,W], labelled bool [T], flow float32 [T-1,H,W,2], flow_valid bool [T-1,H,W], video_id,
-frame_ids [T] (bytes when read back; `sources.synthetic_source` decodes them).
+frame_ids [T] (bytes when read back; `synthetic.source.synthetic_source` decodes them).
 """
 
 from __future__ import annotations

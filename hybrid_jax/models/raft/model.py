@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
 
 import flax.linen as nn
 import jax

@@ -1,22 +1,23 @@
-"""Random-access sources of clip dicts (the data contract), starting with the synthetic set.
+"""The synthetic dataset's entries in the dataset registry: prepare it, open a split.
 
 `prepare_synthetic` writes the TFDS `synthetic_vps` dataset for a `config.data` ConfigDict
-(a no-op when it is already there); `synthetic_source` opens one split of it as a sequence
-of clip dicts (numpy arrays, ``video_id`` str, ``frame_ids`` list[str]) that grain or a plain
-loop can index.
+(a no-op when it is already there); `synthetic_source` opens one split of it as a
+`clip_source.ClipSource` of clip dicts (numpy arrays, ``video_id`` str, ``frame_ids``
+list[str]) that grain or a plain loop can index.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from hybrid_jax import errors
+from hybrid_jax.data import clip_source
 from hybrid_jax.data.synthetic import tfds_builder as synthetic_tfds
 
 SPLITS = ('train', 'val')
@@ -75,34 +76,22 @@ def prepare_synthetic(data_cfg: Any, data_dir: str, *, progress: bool = True) ->
     builder.download_and_prepare()
 
 
-class ClipSource(Sequence):
-  """Random access to the clips of one split: len(), [i] -> clip dict (numpy, str ids)."""
+def decode_clip(example: dict, frame_indices: Sequence[int] | None = None) -> dict:
+  """A record as read back from TFDS -> the data contract dict (bytes ids -> str).
 
-  def __init__(self, data_source, name: str):
-    self._source = data_source
-    self._name = name
-
-  def __len__(self) -> int:
-    return len(self._source)
-
-  def __getitem__(self, index):
-    if isinstance(index, slice):
-      return [self[i] for i in range(*index.indices(len(self)))]
-    n = len(self)
-    index = int(index)
-    if not -n <= index < n:
-      raise IndexError(f'{self._name} has {n} clips; index {index} is out of range.')
-    return decode_clip(self._source[index % n])
-
-  def __repr__(self) -> str:
-    return f'ClipSource({self._name}, {len(self)} clips)'
-
-
-def decode_clip(example: dict) -> dict:
-  """A record as read back from TFDS -> the data contract dict (bytes ids -> str)."""
+  frame_indices: keep only these frames (every per-frame field alike; flow is indexed by its
+  source frame); None: the whole clip.
+  """
   out = {k: np.asarray(v) for k, v in example.items() if k not in ('video_id', 'frame_ids')}
   out['video_id'] = _text(example['video_id'])
   out['frame_ids'] = [_text(f) for f in example['frame_ids']]
+  if frame_indices is not None:
+    idx = np.asarray(frame_indices, np.int64).reshape(-1)
+    for k in ('frames', 'panoptic', 'labelled'):
+      out[k] = out[k][idx]
+    out['frame_ids'] = [out['frame_ids'][t] for t in idx.tolist()]
+    for k in ('flow', 'flow_valid'):
+      out.pop(k, None)  # flow belongs to consecutive pairs, not to picked frames
   return out
 
 
@@ -110,7 +99,7 @@ def _text(v) -> str:
   return v.decode('utf-8') if isinstance(v, (bytes, np.bytes_)) else str(v)
 
 
-def synthetic_source(data_cfg: Any, split: str, data_dir: str) -> ClipSource:
+def synthetic_source(data_cfg: Any, split: str, data_dir: str) -> clip_source.ClipSource:
   """Opens split 'train' or 'val' of the prepared synthetic dataset (random access).
 
   Raises DatasetError when `data_dir` is missing or does not hold the dataset for these
@@ -123,7 +112,7 @@ def synthetic_source(data_cfg: Any, split: str, data_dir: str) -> ClipSource:
   if not data_dir or not os.path.isdir(data_dir):
     raise errors.DatasetError(
         f'Synthetic data directory {data_dir!r} does not exist. Prepare it with '
-        'hybrid_jax.data.sources.prepare_synthetic(config.data, DIR) or run main with '
+        'hybrid_jax.data.synthetic.source.prepare_synthetic(config.data, DIR) or run main with '
         '--config.mode=data.')
   try:
     builder = synthetic_tfds.SyntheticVps(config=config, data_dir=data_dir)
@@ -136,10 +125,16 @@ def synthetic_source(data_cfg: Any, split: str, data_dir: str) -> ClipSource:
         f'No synthetic dataset with settings {config.name} in {data_dir!r} (expected '
         f'{builder.data_dir}). Prepare it with prepare_synthetic(config.data, {data_dir!r}) '
         'or run main with --config.mode=data.')
+  opener = functools.partial(_open_split, config, data_dir, split)
   try:
-    source = builder.as_data_source(split=split)
+    return clip_source.ClipSource(opener, name=f'synthetic_vps/{config.name}/{split}',
+                                  decode=decode_clip)
   except Exception as exc:  # pylint: disable=broad-except  # TFDS/array_record read errors
     raise errors.DatasetError(
         f'Cannot read split {split!r} of the synthetic dataset in {builder.data_dir}: {exc}. '
         'Delete that folder and prepare it again.') from exc
-  return ClipSource(source, f'synthetic_vps/{config.name}/{split}')
+
+
+def _open_split(config, data_dir: str, split: str):
+  """The TFDS data source of a prepared split (module-level, so a partial pickles)."""
+  return synthetic_tfds.SyntheticVps(config=config, data_dir=data_dir).as_data_source(split=split)
