@@ -18,7 +18,6 @@ per video.  Prints one JSON object.
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import platform
@@ -31,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hybrid_jax.data import categories as categories_lib  # noqa: E402
 from hybrid_jax.evaluation import runner  # noqa: E402
+from tests import reference_vpq  # noqa: E402  (the tests' reference loop is the peer)
 
 CITY = categories_lib.CITYSCAPES_VPS
 WINDOWS = {'0': 1, '5': 2, '10': 3, '15': 4}
@@ -70,65 +70,6 @@ def synthetic_video(seed: int, height: int, width: int, frames: int = 6):
     gt.append(np.ascontiguousarray(g.repeat(cell, 0).repeat(cell, 1).astype(np.int32)))
     pred.append(np.ascontiguousarray(p.repeat(cell, 0).repeat(cell, 1).astype(np.int32)))
   return gt, pred
-
-
-def loop_vpq_video(gt_frames, pred_frames, thing_ids, *, windows=WINDOWS, min_gt_area=0):
-  """Per-segment-pair boolean-mask VPQ of one video: {k: {category: [tp, fp, fn, iou]}}.
-
-  Same rules as reference §3.5 (GT thing instance 0 = crowd), written the direct way.
-  """
-  out = {}
-  for k, nframes in windows.items():
-    stats = collections.defaultdict(lambda: [0, 0, 0, 0.0])
-    for start in range(len(gt_frames) - nframes + 1):
-      g = np.stack(gt_frames[start:start + nframes])
-      p = np.stack(pred_frames[start:start + nframes])
-      void = g == -1
-      gt_vals = [int(v) for v in np.unique(g) if v >= 0]
-      pred_vals = [int(v) for v in np.unique(p) if v >= 0]
-      gt_mask = {v: g == v for v in gt_vals}
-      pred_mask = {v: p == v for v in pred_vals}
-      gt_area = {v: int(m.sum()) for v, m in gt_mask.items()}
-      pred_area = {v: int(m.sum()) for v, m in pred_mask.items()}
-      crowd = {v: (v // 1000 in thing_ids and v % 1000 == 0) for v in gt_vals}
-      small = {v: gt_area[v] < min_gt_area for v in gt_vals}
-      gt_matched, pred_matched = set(), set()
-      for gv in gt_vals:
-        if crowd[gv] or small[gv]:
-          continue
-        for pv in pred_vals:
-          if gv // 1000 != pv // 1000:
-            continue
-          inter = int((gt_mask[gv] & pred_mask[pv]).sum())
-          if inter == 0:
-            continue
-          void_inter = int((void & pred_mask[pv]).sum())
-          iou = inter / (gt_area[gv] + pred_area[pv] - inter - void_inter)
-          if iou > 0.5:
-            stats[gv // 1000][0] += 1
-            stats[gv // 1000][3] += iou
-            gt_matched.add(gv)
-            pred_matched.add(pv)
-      crowd_of = {}
-      for gv in gt_vals:
-        if gv in gt_matched:
-          continue
-        if crowd[gv]:
-          crowd_of[gv // 1000] = gv
-          continue
-        if not small[gv]:
-          stats[gv // 1000][2] += 1
-      for pv in pred_vals:
-        if pv in pred_matched:
-          continue
-        ignored = int((void & pred_mask[pv]).sum())
-        if pv // 1000 in crowd_of:
-          ignored += int((gt_mask[crowd_of[pv // 1000]] & pred_mask[pv]).sum())
-        if ignored / pred_area[pv] > 0.5:
-          continue
-        stats[pv // 1000][1] += 1
-    out[k] = dict(stats)
-  return out
 
 
 def main(argv=None):
@@ -171,7 +112,7 @@ def main(argv=None):
   if n_loop:
     thing_ids = {c.id for c in CITY if c.isthing}
     t0, c0 = time.perf_counter(), time.process_time()
-    loop = [loop_vpq_video(gt[i], pred[i], thing_ids) for i in range(n_loop)]
+    loop = [reference_vpq.loop_vpq_video(gt[i], pred[i], thing_ids) for i in range(n_loop)]
     loop_s = (time.perf_counter() - t0) / n_loop
     loop_cpu = (time.process_time() - c0) / n_loop
     ours_subset = runner.evaluate_arrays(gt[:n_loop], pred[:n_loop], CITY,

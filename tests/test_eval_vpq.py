@@ -194,15 +194,15 @@ def test_viper_excludes_class_11_from_all_and_stuff():
 
 @pytest.mark.parametrize('min_gt_area', [0, 20])
 def test_agrees_with_a_direct_per_segment_loop(min_gt_area):
-  # The benchmark's peer: a plain per-(gt, pred)-mask implementation of the same rules.
-  from benchmarks import eval_speed
+  # A plain per-(gt, pred)-mask implementation of the same rules (tests/reference_vpq.py).
+  import reference_vpq
   from hybrid_jax.evaluation import counting
   from hybrid_jax.evaluation import pq as pq_lib
   from hybrid_jax.evaluation import protocols
   from hybrid_jax.evaluation import vpq as vpq_lib
   cats = pq_lib.as_category_set(CATS)
   protocol = protocols.Protocol('test', {'0': 1, '5': 2, '10': 3, '15': 4},
-                              min_gt_area=min_gt_area, use_gt_pixels=True)
+                                min_gt_area=min_gt_area, use_gt_pixels=True)
   rng = np.random.default_rng(7)
   for _ in range(3):
     gt_v, pred_v = [], []
@@ -218,8 +218,8 @@ def test_agrees_with_a_direct_per_segment_loop(min_gt_area):
                                                  thing_ids=cats.thing_ids)
               for g, p in zip(gt_v, pred_v)]
     ours = vpq_lib.video_counts(frames, cats, protocol)
-    loop = eval_speed.loop_vpq_video(gt_v, pred_v, {2, 3}, windows=protocol.window_frames,
-                                     min_gt_area=min_gt_area)
+    loop = reference_vpq.loop_vpq_video(gt_v, pred_v, {2, 3}, windows=protocol.window_frames,
+                                        min_gt_area=min_gt_area)
     for k in protocol.window_frames:
       for c, cat in enumerate(cats.ids):
         tp, fp, fn, iou = loop[k].get(int(cat), [0, 0, 0, 0.0])

@@ -1,4 +1,4 @@
-"""experiments/: the paper-table sweeps on ground-truth instances (no training, no networks).
+"""experiments/: the paper-table sweeps, on ground-truth instances and on a trained tiny run.
 
 The "segmenter output" of each clip is its ground truth split into instances, the flow the
 exact synthetic flow, and the instance embedding a one-hot of the ground-truth track, so
@@ -171,3 +171,39 @@ def test_hyphenated_flags_are_accepted():
   assert common._underscored('--max-clips') == '--max_clips'
   assert common._underscored('--config.data.num-x=a-b') == '--config.data.num-x=a-b'
   assert common._underscored('a-b') == 'a-b'
+
+
+# ---- The real path: a trained tiny run, its segmenter and RAFT (no stand-ins) ------------------
+
+def test_raft_iterations_on_a_trained_run(tiny_run, tmp_path):
+  from configs import synthetic as synthetic_config
+  config = synthetic_config.get_config('tiny')
+  out = str(tmp_path / 'raft_iterations.md')
+  path, rows = common.run_experiment(
+      config, tiny_run, name=raft_iterations.NAME,
+      build_settings=lambda c: raft_iterations.settings((1, 4)),
+      to_markdown=raft_iterations.markdown, max_clips=1, out=out, sweeps_flow=True)
+  assert path == out
+  assert [r['setting'].flow_iters for r in rows] == [1, 4]
+  # The same segmenter output under both settings: per-frame PQ (k = 0) cannot differ; the
+  # flow (RAFT run with 1 and with 4 iterations) only changes the video windows.
+  pq0 = [r['results']['vpq']['0']['all']['pq'] for r in rows]
+  assert pq0[0] == pq0[1]
+  text = open(out).read()
+  assert '| Iterations | PQ | PQ_Th | PQ_St | FPS |' in text
+  assert text.count('\n| 1 |') == 1 and text.count('\n| 4 |') == 1
+
+
+def test_tracker_ablation_command_on_a_trained_run(tiny_run, tmp_path):
+  out = str(tmp_path / 'ablation.md')
+  r = subprocess.run(
+      [sys.executable, os.path.join('experiments', 'tracker_ablation.py'), '--config',
+       'configs/synthetic.py:tiny', '--workdir', tiny_run, '--max-clips', '1', '--out', out],
+      cwd=ROOT, capture_output=True, text=True, timeout=600,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert r.returncode == 0, r.stderr[-3000:]
+  lines = [ln for ln in open(out).read().splitlines() if ln.startswith('| ')]
+  names = [ln.split(' | ')[0][2:] for ln in lines[1:]]
+  assert names == [s.name for s in tracker_ablation.settings()]
+  # Trained stages are reused, not retrained: nothing new under the stage folders' final/.
+  assert 'already trained' in r.stderr

@@ -231,6 +231,37 @@ def test_predictions_round_trip(tmp_path):
   assert [g[0] for g in of.read_predictions(str(tmp_path), ids[::-1])] == ids[::-1]
 
 
+@pytest.mark.parametrize('naming', ['cityscapes_vps', 'viper'])
+def test_predictions_read_what_they_write_in_both_namings(tmp_path, naming):
+  """write_predictions -> index_predictions / iter_frames / read_predictions, two videos."""
+  clips = [make_clip(0)['panoptic'], make_clip(1)['panoptic']]
+  if naming == 'cityscapes_vps':
+    ids = [[f'{v + 1:04d}_{v * T + t + 1:04d}_x_00000{v}_{t:06d}' for t in range(T)]
+           for v in range(2)]
+  else:  # VIPER: <video>_<frame:05d>
+    ids = [[f'{v + 1:03d}_{t:05d}' for t in range(T)] for v in range(2)]
+  maps = [np.where(c == 6000, 1000, np.where(c == 4242, 1000, c)) for c in clips]
+  flat_ids = [i for video in ids for i in video]
+  flat_maps = [m for clip in maps for m in clip]
+  of.write_predictions(str(tmp_path), flat_ids, flat_maps, CATS)
+  index = of.index_predictions(str(tmp_path))
+  assert index.videos == ids  # one video per clip, frames in order
+  assert index.categories_from == 'pred.json'
+  assert index.max_things == 3
+  for video, want in zip(index.videos, maps):
+    got = np.stack([pan for _, pan, _ in of.iter_frames(str(tmp_path), video, index.categories)])
+    # iter_frames gives per-frame ids (a model's raw output); the segments and classes are kept.
+    np.testing.assert_array_equal(got // 1000, want // 1000)
+    tracks = {}
+    back = np.stack([of.segments_to_panoptic(pid, segs, CATS, track_of_segment=tracks)
+                     for _, pid, segs in of.read_predictions(str(tmp_path), video)])
+    np.testing.assert_array_equal(back, of.canonicalize_tracks(want, CATS))
+  # The evaluator groups the same ids into the same videos.
+  assert [v for _, v in of.group_by_video(sorted(flat_ids))] == ids
+  assert [vid for vid, _ in of.group_by_video(sorted(flat_ids))] == [
+      of.video_id_of(video[0]) for video in ids]
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input.
 
