@@ -7,6 +7,7 @@ for a config naming a paper table: the paper's rows must come from inside the pa
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -38,8 +39,13 @@ def test_help(args, needle):
 
 
 def test_installed_wheel_shows_the_paper_rows(tmp_path):
-  wheel_dir, site = tmp_path / 'wheel', tmp_path / 'site'
-  build = subprocess.run([sys.executable, '-m', 'pip', 'wheel', ROOT, '--no-deps', '-q',
+  wheel_dir, site, src = tmp_path / 'wheel', tmp_path / 'site', tmp_path / 'src'
+  # Built from a copy: setuptools writes build/ next to the sources.
+  shutil.copytree(os.path.join(ROOT, 'hybrid_jax'), src / 'hybrid_jax',
+                  ignore=shutil.ignore_patterns('__pycache__'))
+  for name in ('pyproject.toml', 'README.md'):
+    shutil.copy(os.path.join(ROOT, name), src / name)
+  build = subprocess.run([sys.executable, '-m', 'pip', 'wheel', str(src), '--no-deps', '-q',
                           '-w', str(wheel_dir)], capture_output=True, text=True, timeout=300)
   assert build.returncode == 0, build.stderr[-3000:]
   (wheel,) = wheel_dir.glob('hybrid_jax-*.whl')

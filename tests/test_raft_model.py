@@ -9,7 +9,7 @@ from scipy import ndimage
 from hybrid_jax import errors
 from hybrid_jax.models.raft import model as raft
 from hybrid_jax.models.raft import corr as raft_corr
-from hybrid_jax.models.raft import layers as raft_layers
+from hybrid_jax.models.raft import blocks as raft_layers
 
 
 @pytest.mark.parametrize('variant,expected', [('standard', 5_257_536), ('small', 990_162)])

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hybrid_jax.models.raft import layers as raft_layers
+from hybrid_jax.models.raft import blocks as raft_layers
 from hybrid_jax.models.raft import winograd
 
 

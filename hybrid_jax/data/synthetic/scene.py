@@ -38,7 +38,9 @@ from hybrid_jax.data.synthetic import render
 # The scene is composed from the constants and affine helpers (names, for readable geometry).
 from hybrid_jax.data.synthetic.constants import (BASE_H, CAR, CURB, DIV, HORIZON, MIN_SIZE,
                                                  PERSON, POLE)
-from hybrid_jax.data.synthetic.geometry import mat, scale, translate
+from hybrid_jax.data.synthetic.geometry import mat
+from hybrid_jax.data.synthetic.geometry import scale
+from hybrid_jax.data.synthetic.geometry import translate
 from hybrid_jax.data.synthetic import world as world_lib
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from hybrid_jax import errors
 from hybrid_jax.models.raft import corr as raft_corr
-from hybrid_jax.models.raft.layers import (Encoder, MaskHead, UpdateBlockParams, count_params,
+from hybrid_jax.models.raft.blocks import (Encoder, MaskHead, UpdateBlockParams, count_params,
                                            flow_head, gru_step, motion_features,
                                            prepare_update_block)
 
