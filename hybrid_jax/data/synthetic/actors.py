@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable
-
 import numpy as np
 
 from hybrid_jax.data.synthetic import geometry
-from hybrid_jax.data.synthetic import world
+from hybrid_jax.data.synthetic import render
 
 
 # ------------------------------------------------------------------------------------------
 # Layers.
-
-
-@dataclasses.dataclass
-class Layer:
-  depth: float
-  mats: np.ndarray                    # [T, 3, 3] local -> pixel
-  color: Callable                     # (x, y) local -> float [N, 3]
-  label: int | Callable               # panoptic value, or (x, y) -> int [N]
-  inside: Callable | None = None      # (x, y) local -> bool [N]; None = covers everything
-  bbox: tuple[float, float, float, float] | None = None  # local (x0, x1, y0, y1)
 
 
 def rect(x, y, x0, x1, y0, y1):
@@ -51,7 +38,7 @@ def car_color(spec, length_px: float):
   def color(x, y):
     n = geometry.bilinear(tex, x * freq, y * freq, wrap=True)
     out = paint * (1 + amp * n)
-    out = out * (1 - 0.4 * world.lines(y + 0.16, 1.0, trim))[..., None]
+    out = out * (1 - 0.4 * geometry.lines(y + 0.16, 1.0, trim))[..., None]
     cab = car_cabin(x, y, inset=0.025) & (np.abs(x + 0.05) > 0.025)
     glass = np.array([70, 90, 120], np.float32) + (y + 0.42)[..., None] * 200
     out = np.where(cab[..., None], glass, out)
@@ -84,7 +71,7 @@ def car_layers(spec, *, x, y, length, angle, facing, depth, label, pix):
   mats = (pix @ geometry.translate(x, y) @ geometry.rotate(angle)
           @ geometry.scale(facing * length, length))
   length_px = float(np.mean(length)) * pix[0, 0]
-  return [Layer(depth, mats, car_color(spec, length_px), label, car_inside,
+  return [render.Layer(depth, mats, car_color(spec, length_px), label, car_inside,
                  (-0.5, 0.5, -0.43, 0.01))]
 
 
@@ -144,11 +131,11 @@ def person_layers(spec, *, x, y, height, facing, phase, amp, depth, label, pix):
   arms = [body @ geometry.translate(0, -0.33) @ geometry.rotate(-0.8 * s * swing) for s in (1, -1)]
   leg_box, arm_box = (-0.05, 0.11, -0.04, 0.51), (-0.04, 0.04, -0.03, 0.34)
   return [
-      Layer(depth - 4e-6, arms[0], arm_color, label, arm_inside, arm_box),
-      Layer(depth - 3e-6, legs[0], leg_color, label, leg_inside, leg_box),
-      Layer(depth, body, torso_color, label, torso_inside, (-0.11, 0.11, -0.51, 0.03)),
-      Layer(depth + 1e-6, legs[1], leg_color, label, leg_inside, leg_box),
-      Layer(depth + 2e-6, arms[1], arm_color, label, arm_inside, arm_box),
+      render.Layer(depth - 4e-6, arms[0], arm_color, label, arm_inside, arm_box),
+      render.Layer(depth - 3e-6, legs[0], leg_color, label, leg_inside, leg_box),
+      render.Layer(depth, body, torso_color, label, torso_inside, (-0.11, 0.11, -0.51, 0.03)),
+      render.Layer(depth + 1e-6, legs[1], leg_color, label, leg_inside, leg_box),
+      render.Layer(depth + 2e-6, arms[1], arm_color, label, arm_inside, arm_box),
   ]
 
 

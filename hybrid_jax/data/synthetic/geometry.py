@@ -81,3 +81,26 @@ def noise(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.n
 def tile_noise(rng: np.random.Generator, size: int = 16) -> np.ndarray:
   """A small periodic noise texture [size, size, 1] for things (sampled with wrap)."""
   return rng.uniform(-1, 1, (size, size, 1)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------
+# Soft shape and texture primitives.
+
+def smooth(v):
+  v = np.clip(v, 0, 1)
+  return v * v * (3 - 2 * v)
+
+
+def lines(coord, period, width):
+  """Soft periodic lines at coord = 0 mod period: 1 on a line, 0 beyond `width` from it.
+
+  Hard one-texel lines alias and make photometric checks of the flow meaningless; a smooth
+  profile keeps the look while staying band-limited.
+  """
+  d = np.abs((coord + period / 2) % period - period / 2)
+  return smooth(1 - d / width)
+
+
+def box(coord, lo, hi, soft):
+  """Soft indicator of lo <= coord <= hi with ramps of width `soft`."""
+  return smooth((coord - lo) / soft + 0.5) * smooth((hi - coord) / soft + 0.5)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
 import numpy as np
 
-from hybrid_jax.data.synthetic import actors
 from hybrid_jax.data.synthetic import geometry
 
 
@@ -12,7 +14,17 @@ from hybrid_jax.data.synthetic import geometry
 # Rendering.
 
 
-def pixel_boxes(layer: actors.Layer) -> np.ndarray:
+@dataclasses.dataclass
+class Layer:
+  depth: float
+  mats: np.ndarray                    # [T, 3, 3] local -> pixel
+  color: Callable                     # (x, y) local -> float [N, 3]
+  label: int | Callable               # panoptic value, or (x, y) -> int [N]
+  inside: Callable | None = None      # (x, y) local -> bool [N]; None = covers everything
+  bbox: tuple[float, float, float, float] | None = None  # local (x0, x1, y0, y1)
+
+
+def pixel_boxes(layer: Layer) -> np.ndarray:
   """Pixel bounding boxes [T, 4] (x0, x1, y0, y1) of a layer's local world.box in every frame."""
   x0, x1, y0, y1 = layer.bbox
   corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], np.float64)
@@ -21,7 +33,7 @@ def pixel_boxes(layer: actors.Layer) -> np.ndarray:
                    pts[..., 1].max(1)], -1)
 
 
-def render(layers: list[actors.Layer], height: int, width: int, length: int):
+def render(layers: list[Layer], height: int, width: int, length: int):
   order = sorted(range(len(layers)), key=lambda i: layers[i].depth)
   inv = [np.linalg.inv(layer.mats) for layer in layers]
   boxes = [None if layer.bbox is None else pixel_boxes(layer).tolist() for layer in layers]

@@ -113,7 +113,7 @@ def generate_clip(seed: int, *, height: int = 128, width: int = 256, clip_length
   px_world = (pole_x_tc - wb / 2) / zoom[tc_i] + cam_x[0] + 1.3 * (cam_x[tc_i] - cam_x[0])
   pole_x = wb / 2 + zoom * (px_world - cam_x[0] - 1.3 * (cam_x - cam_x[0]))
   _, pole_y = screen(0.0, CURB + 1.5)
-  layers.append(actors.Layer(
+  layers.append(render.Layer(
       2.0, pix @ translate(pole_x, pole_y) @ scale(2 * pole_half * zoom, zoom),
       actors.pole_color, POLE * DIV, lambda x, y: actors.rect(x, y, -0.5, 0.5, -1e3, 0),
       (-0.5, 0.5, -400.0, 0.0)))

@@ -7,9 +7,9 @@ import dataclasses
 
 import numpy as np
 
-from hybrid_jax.data.synthetic import actors
-from hybrid_jax.data.synthetic import geometry
 from hybrid_jax.data.synthetic import constants
+from hybrid_jax.data.synthetic import geometry
+from hybrid_jax.data.synthetic import render
 
 
 # ------------------------------------------------------------------------------------------
@@ -27,26 +27,6 @@ class World:
 
 FACADES = np.array([[196, 170, 140], [150, 90, 70], [170, 170, 165], [210, 200, 180],
                      [120, 110, 105], [180, 140, 110], [140, 150, 160]], np.float32)
-
-
-def smooth(v):
-  v = np.clip(v, 0, 1)
-  return v * v * (3 - 2 * v)
-
-
-def lines(coord, period, width):
-  """Soft periodic lines at coord = 0 mod period: 1 on a line, 0 beyond `width` from it.
-
-  Hard one-texel lines alias and make photometric checks of the flow meaningless; a smooth
-  profile keeps the look while staying band-limited.
-  """
-  d = np.abs((coord + period / 2) % period - period / 2)
-  return smooth(1 - d / width)
-
-
-def box(coord, lo, hi, soft):
-  """Soft indicator of lo <= coord <= hi with ramps of width `soft`."""
-  return smooth((coord - lo) / soft + 0.5) * smooth((hi - coord) / soft + 0.5)
 
 
 def build_world(rng: np.random.Generator, xlo: float, xhi: float, ylo: float, yhi: float,
@@ -87,12 +67,12 @@ def build_world(rng: np.random.Generator, xlo: float, xhi: float, ylo: float, yh
   bmask = (ys >= tops) & (ys < constants.HORIZON)
   cls[bmask] = constants.BUILDING
   row = np.floor(ys / (4 * dt))
-  mortar = np.maximum(lines(ys, 4 * dt, 0.9 * dt),
-                      lines(xs + 4.5 * dt * (row % 2), 9 * dt, 0.9 * dt))
+  mortar = np.maximum(geometry.lines(ys, 4 * dt, 0.9 * dt),
+                      geometry.lines(xs + 4.5 * dt * (row % 2), 9 * dt, 0.9 * dt))
   bcol = facade[None] * (1 + 0.06 * geometry.noise(tex_rng, (h, w), 3.0 * dt))[..., None]
   bcol = bcol * (1 - 0.2 * mortar)[..., None]
-  wx = box((xs - left) % win_w, 0.3 * win_w, 0.85 * win_w, dt)
-  wy = box((ys - tops - 3) % win_h, 0.35 * win_h, 0.9 * win_h, dt)
+  wx = geometry.box((xs - left) % win_w, 0.3 * win_w, 0.85 * win_w, dt)
+  wy = geometry.box((ys - tops - 3) % win_h, 0.35 * win_h, 0.9 * win_h, dt)
   window = (wx * wy * ((ys > tops + 3) & (ys < constants.HORIZON - 6)))[..., None]
   wcol = rgb_(45, 60, 85) + ((ys - tops) % win_h / win_h)[..., None] * rgb_(50, 55, 60)
   bcol = bcol * (1 - window) + wcol * window
@@ -118,22 +98,22 @@ def build_world(rng: np.random.Generator, xlo: float, xhi: float, ylo: float, yh
   # Sidewalk tiles with a bright curb; asphalt road with lane dashes.
   side = (ys >= constants.HORIZON) & (ys < constants.CURB)
   cls[side] = constants.SIDEWALK
-  tile = np.maximum(lines(xs, 9 * dt, 0.9 * dt), lines(ys - constants.HORIZON, 5 * dt, 0.9 * dt))
+  tile = np.maximum(geometry.lines(xs, 9 * dt, 0.9 * dt), geometry.lines(ys - constants.HORIZON, 5 * dt, 0.9 * dt))
   scol = rgb_(180, 165, 172) * (1 + 0.05 * geometry.noise(tex_rng, (h, w), 3.0 * dt) -
                                 0.18 * tile)[..., None]
-  curb = smooth((ys - (constants.CURB - 2.5)) / 1.5)[..., None]
+  curb = geometry.smooth((ys - (constants.CURB - 2.5)) / 1.5)[..., None]
   scol = scol * (1 - curb) + 215 * curb
   rgb = np.where(side[..., None], scol, rgb)
   road = ys >= constants.CURB
   cls[road] = constants.ROAD
   rcol = rgb_(78, 78, 84) * (1 + 0.12 * geometry.noise(tex_rng, (h, w), 3.0 * dt) +
                              0.08 * geometry.noise(tex_rng, (h, w), 9.0 * dt))[..., None]
-  dash = (box(ys, 101.5, 104.5, 1.0) * box(xs % 26, 1.0, 13.0, 1.0))[..., None]
+  dash = (geometry.box(ys, 101.5, 104.5, 1.0) * geometry.box(xs % 26, 1.0, 13.0, 1.0))[..., None]
   rgb = np.where(road[..., None], rcol * (1 - dash) + rgb_(225, 225, 210) * dash, rgb)
   return World(float(x0), float(y0), cls, rgb.astype(np.float32))
 
 
-def background_layer(world: World, mats: np.ndarray) -> actors.Layer:
+def background_layer(world: World, mats: np.ndarray) -> render.Layer:
   """The world seen through the camera; called with whole pixel grids [H, W].
 
   The camera map has no rotation, so every image row shares one world y and every column one
@@ -155,4 +135,4 @@ def background_layer(world: World, mats: np.ndarray) -> actors.Layer:
     c = np.clip(np.floor(x[0] - world.x0 + 0.5).astype(np.int64), 0, w - 1)
     return world.cls[np.ix_(r, c)] * constants.DIV
 
-  return actors.Layer(-1.0, mats, color, label)
+  return render.Layer(-1.0, mats, color, label)
