@@ -77,7 +77,8 @@ def check_config(config) -> None:
   if 'track' in config:
     _choice(config.track, 'variant', 'track', ('instance', 'pixel', 'hybrid'))
     if 'matcher' in config.track:
-      _choice(config.track, 'matcher', 'track', ('greedy', 'hungarian', 'sinkhorn'))
+      from hybrid_jax.tracking import matching  # noqa: PLC0415 (lazy: the registry)
+      _choice(config.track, 'matcher', 'track', tuple(matching.MATCHERS))
     if 'loss' in config.track:
       _choice(config.track, 'loss', 'track', ('dml', 'contrastive', 'triplet'))
       _choice(config.track, 'no_match', 'track', ('dustbin', 'mask'))

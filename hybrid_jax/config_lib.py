@@ -174,7 +174,7 @@ def paper_config(arg: str, dataset: dict) -> ml_collections.ConfigDict:
   st.momentum, st.weight_decay, st.schedule, st.warmup_steps = 0.9, 1e-4, 'poly', 1000
   st.grad_clip, st.grad_clip_mode = 35.0, 'value'
   # The paper tests at TEST_SCALES (thing proposals of all scales compete in one merge, stuff
-  # probabilities are averaged; models/panoptic_fcn_inference.postprocess_multiscale).
+  # probabilities are averaged; models/panoptic_fcn/postprocess.postprocess_multiscale).
   c.seg.test_scales = p['test_scales']
 
   # RAFT standard with the sintel weights, 20 iterations (Tables III, IV); not trained here

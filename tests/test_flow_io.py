@@ -1,4 +1,4 @@
-""".flo files and the `python -m hybrid_jax.flow` command."""
+""".flo files and the `python -m hybrid_jax.cli.estimate_flow` command."""
 
 import numpy as np
 import pytest

@@ -21,7 +21,7 @@ are kept when ``--categories`` is not given; with a category table whose class c
 they are re-initialised (normal(0, 0.01), bias -2.19) and the report says so. The Star variant
 (deformable feature encoder, 256-d kernels) is not supported and fails verification.
 
-  python -m hybrid_jax.convert panoptic_fcn model_final.pth OUT_DIR [--categories cityscapes_vps]
+  python -m hybrid_jax.cli.convert panoptic_fcn model_final.pth OUT_DIR [--categories cityscapes_vps]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """RAFT weights: official princeton-vl `.pth` files and torchvision state dicts -> Flax variables.
 
-    python -m hybrid_jax.convert raft raft-sintel.pth /ckpt/raft_sintel [--variant standard]
+    python -m hybrid_jax.cli.convert raft raft-sintel.pth /ckpt/raft_sintel [--variant standard]
 
 Two source formats are auto-detected:
   * official (princeton-vl/RAFT: raft-things/-sintel/-kitti/-chairs.pth standard,

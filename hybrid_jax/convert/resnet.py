@@ -16,7 +16,7 @@ Both are first renamed to Detectron2 names (``stem.conv1.weight``, ``res3.0.conv
 ``batch_stats/res3_0/conv1/norm/bias``). Every key is checked against the model's expected
 shapes; missing keys or shape mismatches raise CheckpointError, unused keys are reported.
 
-  python -m hybrid_jax.convert resnet50 resnet50-0676ba61.pth OUT_DIR
+  python -m hybrid_jax.cli.convert resnet50 resnet50-0676ba61.pth OUT_DIR
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ def panoptic_fcn_loss(outputs: dict, targets: dict, *, pos_num: int = 7,
 
   Args:
     outputs: the model output dict (see `hybrid_jax.models.panoptic_fcn`), batch B.
-    targets: `panoptic_fcn_targets.build_batch_targets` output for the same (padded) frames.
+    targets: `models.panoptic_fcn.targets.build_batch_targets` output for the same (padded) frames.
     pos_num: k, kernels per thing assignment (7 default, 3 in the 400/512 configs).
     pos_weight, seg_weight: lambda_pos (1) and lambda_seg (3 COCO, 4 Cityscapes).
     focal_alpha, focal_gamma: focal loss settings.

@@ -43,7 +43,7 @@ def load_metadata(path: str) -> dict[str, Any]:
   if not os.path.exists(meta_path):
     raise errors.CheckpointError(
         f'{path} is not a hybrid_jax pretrained checkpoint (no {METADATA_FILE}). Convert '
-        'PyTorch weights first, e.g. `python -m hybrid_jax.convert raft raft-sintel.pth OUT`.')
+        'PyTorch weights first, e.g. `python -m hybrid_jax.cli.convert raft raft-sintel.pth OUT`.')
   with open(meta_path) as f:
     try:
       return json.load(f)

@@ -25,11 +25,11 @@ def scaled_size(hw, scale: float) -> tuple[int, int]:
 
 def segment(variables: dict, images: jax.Array, *, model: panoptic_fcn.PanopticFCN,
             spec: build.SegmenterSpec | None = None, output_hw=None) -> dict:
-  """Per-frame panoptic prediction (see `panoptic_fcn_inference` for the output dict).
+  """Per-frame panoptic prediction (see `postprocess` for the output dict).
 
   images: uint8 RGB [B,H,W,3] of any size; output at (H, W) unless output_hw is given.
   With several `spec.test_scales`, the frames are resized (bilinear) to each scale, the
-  network runs once per scale and `panoptic_fcn_inference.postprocess_multiscale` merges.
+  network runs once per scale and `models.panoptic_fcn.postprocess.postprocess_multiscale` merges.
   """
   spec = spec or build.spec_of(model)
   x = inputs.preprocess_images(images, spec.input)  # also checks shape and dtype

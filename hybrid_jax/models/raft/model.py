@@ -8,7 +8,7 @@ and the preprocessing location differ, which the converter handles.
 
 Typical use::
 
-  variables, variant = load_raft('ckpt_dir')            # converted with hybrid_jax.convert
+  variables, variant = load_raft('ckpt_dir')            # converted with python -m hybrid_jax.cli.convert
   flow = estimate_flow(variables, img1, img2, variant=variant, iters=12)   # [B, H, W, 2]
 
 Module output:

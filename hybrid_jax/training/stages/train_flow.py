@@ -82,7 +82,7 @@ def train_flow(config, workdir: str, data_dir: str) -> dict:
   if 'flow' not in source[0]:
     raise errors.DatasetError(
         f'{config.data.name} has no ground-truth optical flow to train RAFT on. Use converted '
-        'weights instead: python -m hybrid_jax.convert raft raft-sintel.pth OUT, then '
+        'weights instead: python -m hybrid_jax.cli.convert raft raft-sintel.pth OUT, then '
         '--config.flow.checkpoint=OUT.')
   def make_iterator(start_step):
     return common.pair_iterator(config, source, batch_size=config.flow.train.batch_size,
