@@ -171,28 +171,13 @@ def load_models(config, workdir: str, *, variants: Sequence[str] | None = None) 
   return TrainedModels(seg_model=seg_model, seg_variables=seg_vars, flow=flow, head=head)
 
 
-def build_segmenter(config):
-  """The PanopticFCN module of `config` and its category table.
-
-  Converted weights (config.seg.checkpoint) decide the stride placement and the input
-  normalisation, so the module matches them.
-  """
-  from hybrid_jax.data import categories as categories_lib  # pylint: disable=g-import-not-at-top
-  from hybrid_jax.models.panoptic_fcn import build  # pylint: disable=g-import-not-at-top
-  table = categories_lib.get_categories(config.data.categories)
-  seg_cfg = config.seg.to_dict()
-  seg_cfg.setdefault('max_instances', config.data.max_instances)
-  meta = pretrained.load_metadata(config.seg.checkpoint) if config.seg.checkpoint else None
-  return build.build_segmenter(seg_cfg, table, pretrained_meta=meta), table
-
-
 def load_segmenter(config, workdir: str, missing: list[str] | None = None):
   """(model, variables): ``<workdir>/seg/final``, else a converted whole PanopticFCN.
 
   A missing segmenter is appended to `missing` (variables None), or raised without it.
   """
   from hybrid_jax.models.panoptic_fcn import build  # pylint: disable=g-import-not-at-top
-  model, _ = build_segmenter(config)
+  model, _ = build.segmenter_from_config(config)
   path = final_path(workdir, SEG_STAGE)
   if has_export(path):
     variables, meta = pretrained.load_pretrained(path, expect_architecture=SEG_ARCHITECTURE)

@@ -105,22 +105,14 @@ def read_predictions(pred_dir: str, image_ids: Sequence[str] | None = None, *,
     ids = panoptic_png.read_id_png(png)
     where = f'{png} ({path})'
     counts = dict(zip(*[v.tolist() for v in np.unique(ids, return_counts=True)]))
-    segs, seen = [], set()
-    for s in a.get('segments_info', []):
-      try:
-        sid, cat = int(s['id']), int(s['category_id'])
-      except (KeyError, TypeError, ValueError) as exc:
-        raise errors.FormatError(f'{where}: malformed segment {s!r} ({exc}).') from exc
-      if sid in seen:
-        raise errors.FormatError(f'{where}: segment id {sid} is listed twice.')
-      seen.add(sid)
-      if known is not None and cat not in known:
-        raise errors.FormatError(f'{where}: segment {sid} has unknown category_id {cat}.')
+    info = segment_ids.parse_segments(a.get('segments_info', []), known=known, where=where)
+    segs = []
+    for sid, seg in info.items():
       if sid not in counts:
         raise errors.FormatError(f'{where}: segment id {sid} is listed in the JSON but absent '
                                  'from the PNG.')
-      segs.append({**s, 'area': int(counts[sid])})
-    extra = sorted(set(counts) - seen - {0})
+      segs.append({**seg, 'area': int(counts[sid])})
+    extra = sorted(set(counts) - set(info) - {0})
     if extra:
       raise errors.FormatError(f'{where}: segment id {extra[0]} appears in the PNG but not in '
                                'the JSON segments_info.')

@@ -146,6 +146,27 @@ def panoptic_to_segments(panoptic: np.ndarray, allocator: SegmentIdAllocator, ca
   return ids, segments
 
 
+def parse_segments(segments_info: Sequence[dict], *, known=None, where: str = '') -> dict:
+  """{segment id: segment} of a segments_info list, checked.
+
+  Raises FormatError (naming `where`) for a malformed entry, an id listed twice, or a
+  category_id not in `known` (any container of ids; None: not checked).
+  """
+  info = {}
+  for seg in segments_info:
+    try:
+      sid, cat = int(seg['id']), int(seg['category_id'])
+    except (KeyError, TypeError, ValueError) as exc:
+      raise errors.FormatError(f'{where}: malformed segment {seg!r} ({exc}).') from exc
+    if sid in info:
+      raise errors.FormatError(f'{where}: segment id {sid} is listed twice in segments_info.')
+    if known is not None and cat not in known:
+      raise errors.FormatError(f'{where}: segment {sid} has unknown category_id {cat} '
+                               f'(known: {sorted(known)}).')
+    info[sid] = seg
+  return info
+
+
 def segments_to_panoptic(ids: np.ndarray, segments_info: Sequence[dict], categories, *,
                          track_of_segment: dict[int, int] | None = None,
                          where: str = '') -> np.ndarray:
@@ -160,18 +181,7 @@ def segments_to_panoptic(ids: np.ndarray, segments_info: Sequence[dict], categor
   table = {c.id: c for c in categories_lib.as_table(categories)}
   if track_of_segment is None:
     track_of_segment = {}
-  info = {}
-  for seg in segments_info:
-    try:
-      sid, cat = int(seg['id']), int(seg['category_id'])
-    except (KeyError, TypeError, ValueError) as exc:
-      raise errors.FormatError(f'{where}: malformed segment {seg!r} ({exc}).') from exc
-    if sid in info:
-      raise errors.FormatError(f'{where}: segment id {sid} is listed twice in segments_info.')
-    if cat not in table:
-      raise errors.FormatError(f'{where}: segment {sid} has unknown category_id {cat} '
-                               f'(known: {sorted(table)}).')
-    info[sid] = seg
+  info = parse_segments(segments_info, known=table, where=where)
   ids = np.asarray(ids, np.int64)
   present, first = np.unique(ids.reshape(-1), return_index=True)
   in_png = set(present.tolist()) - {0}
