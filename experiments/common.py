@@ -179,7 +179,9 @@ def sweep(clips: Iterable[Clip], settings: Sequence[Setting], *,
 # ---- markdown ------------------------------------------------------------------------------
 
 def vpq_cell(group: Mapping[str, Mapping[str, float]], digits: int = 1) -> str:
-  """'VPQ / VPQ_Th / VPQ_St' of one window (or of 'final')."""
+  """'VPQ / VPQ_Th / VPQ_St' of one window (or of 'final'); '—' for a window no clip has."""
+  if group.get('windows', 1) == 0:
+    return '—'
   return ' / '.join(f'{group[g]["pq"]:.{digits}f}' for g in ('all', 'things', 'stuff'))
 
 
@@ -240,8 +242,9 @@ def run_experiment(config, workdir: str, *, name: str,
   config_checks.check_config(config)
   workdir = workdirs.ensure_writable_dir(workdir)
   data_dir = train.data_dir(config, workdir)
-  datasets.prepare(config, data_dir)
-  models = train.train_stages(config, workdir)
+  with workdirs.locked(workdir):
+    datasets.prepare(config, data_dir)
+    models = train.train_stages(config, workdir)
   table = categories_lib.get_categories(config.data.categories)
   source = datasets.get_source(config, 'val', data_dir)
   num = len(source) if max_clips is None else max(0, min(int(max_clips), len(source)))

@@ -32,3 +32,22 @@ class WorkdirError(HybridJaxError):
 
 class TrainingDivergedError(HybridJaxError):
   """Too many consecutive non-finite steps."""
+
+
+def disk_full(exc: BaseException) -> str | None:
+  """The message for an error caused by a full disk (anywhere in its chain), else None."""
+  import errno  # pylint: disable=g-import-not-at-top
+  seen = set()
+  while exc is not None and id(exc) not in seen:
+    seen.add(id(exc))
+    # Orbax / tensorstore report it as a ValueError carrying the OS message and code.
+    text = str(exc)
+    if ((isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
+        or 'No space left on device' in text or "os_error_code='28'" in text):
+      filename = getattr(exc, 'filename', None)
+      where = f' while writing {filename}' if filename else ''
+      return (f'no space left on the device{where}. Free some space (or choose another '
+              '--workdir / config.data.dir) and rerun the same command: finished stages and '
+              'the last complete checkpoint are kept.')
+    exc = exc.__cause__ or exc.__context__
+  return None

@@ -320,4 +320,11 @@ def run(config, workdir: str):
   config_checks.check_config(config)
   workdir = workdirs.ensure_writable_dir(workdir)
   logging.info('mode=%s workdir=%s', config.mode, workdir)
-  return MODES[config.mode](config, workdir)
+  # Process 0 holds the lock for the whole job (the others share its workdir).
+  with workdirs.locked(workdir, enabled=_process_index() == 0):
+    return MODES[config.mode](config, workdir)
+
+
+def _process_index() -> int:
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.process_index()

@@ -19,6 +19,7 @@ import functools
 import json
 import math
 import os
+import shlex
 from typing import Any, Callable, Mapping, Sequence
 import warnings
 
@@ -61,9 +62,17 @@ class FlowModel:
   variant: str
   iters: int
   corr: str = 'all_pairs'
+  _checked: set = dataclasses.field(default_factory=set, compare=False, repr=False)
 
   def __call__(self, frames_prev, frames_cur):
+    from hybrid_jax.models.raft import memory  # pylint: disable=g-import-not-at-top
     from hybrid_jax.models.raft import model as raft  # pylint: disable=g-import-not-at-top
+    shape = tuple(frames_prev.shape)
+    if shape not in self._checked:  # once per frame size: a message instead of an OOM kill
+      batch = shape[0] if len(shape) == 4 else 1
+      memory.check_fits(shape[-3], shape[-2], batch=batch, corr=self.corr,
+                        corr_option='--config.flow.corr=on_demand')
+      self._checked.add(shape)
     return raft.estimate_flow(self.variables, frames_prev, frames_cur, variant=self.variant,
                               iters=self.iters, corr=self.corr)
 
@@ -143,7 +152,7 @@ def load_models(config, workdir: str, *, variants: Sequence[str] | None = None) 
     if flow is None:
       missing.append(
           f'RAFT (pixel / hybrid trackers): no {final_path(workdir, FLOW_STAGE)}. '
-          + _FIX.format(wd=workdir, mode='train_flow')
+          + _FIX.format(wd=shlex.quote(workdir), mode='train_flow')
           + ' convert the official weights: python -m hybrid_jax.cli.convert raft '
           'raft-sintel.pth OUT [--variant standard], then --config.flow.checkpoint=OUT.')
   head = None
@@ -152,7 +161,7 @@ def load_models(config, workdir: str, *, variants: Sequence[str] | None = None) 
     if not has_export(path):
       missing.append(
           f'Embedding head (instance / hybrid trackers): no {path}. '
-          + _FIX.format(wd=workdir, mode='train_track')
+          + _FIX.format(wd=shlex.quote(workdir), mode='train_track')
           + ' track without it: --config.track.variant=pixel.')
     else:
       t = config.track
@@ -163,7 +172,7 @@ def load_models(config, workdir: str, *, variants: Sequence[str] | None = None) 
       if 'hybrid' in variants and head.fusion_params is None:
         missing.append(
             f'Fusion conv (hybrid tracker): no {os.path.join(workdir, TRACK_STAGE, FUSION_DIR)}. '
-            + _FIX.format(wd=workdir, mode='train_track')
+            + _FIX.format(wd=shlex.quote(workdir), mode='train_track')
             + ' use --config.track.variant=instance or pixel.')
   if missing:
     raise errors.CheckpointError('Cannot track: weights are missing.\n  - '
@@ -193,7 +202,7 @@ def load_segmenter(config, workdir: str, missing: list[str] | None = None):
           '(--config.mode=train_seg) or convert a PanopticFCN checkpoint: python -m '
           'hybrid_jax.cli.convert panoptic_fcn model_final.pth OUT.')
     return model, build.initial_variables(config, model)[0]
-  message = (f'Segmenter: no {path}. ' + _FIX.format(wd=workdir, mode='train_seg')
+  message = (f'Segmenter: no {path}. ' + _FIX.format(wd=shlex.quote(workdir), mode='train_seg')
              + ' convert PanopticFCN weights: python -m hybrid_jax.cli.convert panoptic_fcn '
              'model_final.pth OUT --categories NAME, then --config.seg.checkpoint=OUT.')
   if missing is None:
@@ -230,8 +239,9 @@ def check_hparams(meta: Mapping, expected: Mapping, *, where: str, preset: str |
     if have != want:
       raise errors.CheckpointError(
           f'{where} was trained with {key}={have!r} but this config has {want!r}. Pass the '
-          f'config (and preset) the run was trained with (preset here: {preset!r}), or train '
-          'again in a new --workdir.')
+          f'config (and preset) the run was trained with (preset here: {preset!r}), train '
+          f'again in a new --workdir, or delete {os.path.dirname(os.path.abspath(where))!r} '
+          'to retrain that stage here.')
 
 
 # ---------------------------------------------------------------------------------------------

@@ -111,10 +111,11 @@ def _read_video(path: str) -> tuple[np.ndarray, float]:
         f'Cannot decode {path}: imageio-ffmpeg is not installed (pip install imageio-ffmpeg), '
         'or pass a folder of png/jpg frames instead.') from exc
   try:
-    gen = imageio_ffmpeg.read_frames(path, pix_fmt='rgb24')
-    meta = next(gen)
-    w, h = (int(v) for v in meta['size'])
-    frames = [np.frombuffer(buf, np.uint8).reshape(h, w, 3) for buf in gen]
+    with visualize.ffmpeg_subprocess():
+      gen = imageio_ffmpeg.read_frames(path, pix_fmt='rgb24')
+      meta = next(gen)
+      w, h = (int(v) for v in meta['size'])
+      frames = [np.frombuffer(buf, np.uint8).reshape(h, w, 3) for buf in gen]
   except (OSError, RuntimeError, StopIteration, ValueError, KeyError) as exc:
     raise errors.FormatError(f'Cannot decode the video {path}: {_ffmpeg_reason(exc)}. '
                              'Pass a video ffmpeg can read or a folder of png/jpg frames.'
@@ -216,6 +217,27 @@ def track_summary(panoptic: np.ndarray, table) -> list[dict]:
   return [tracks[k] for k in sorted(tracks)]
 
 
+def claim_output_dir(out_dir: str, input_path: str) -> None:
+  """The outputs of one input only: a folder that holds another input's tracking is an error.
+
+  ``clip.mp4`` and a frame folder ``clip/`` both map to ``track_video/clip``; tracking the same
+  input again replaces its outputs.
+  """
+  tracks_json = os.path.join(out_dir, 'tracks.json')
+  if not os.path.exists(tracks_json):
+    return
+  try:
+    with open(tracks_json) as f:
+      previous = json.load(f).get('input')
+  except (OSError, ValueError, AttributeError):
+    previous = None
+  here = os.path.abspath(os.path.expanduser(input_path))
+  if previous and os.path.normpath(previous) != os.path.normpath(here):
+    raise errors.WorkdirError(
+        f'{out_dir} already holds the tracking of {previous}; tracking {here} there would mix '
+        'two inputs. Rename the input, use another --workdir, or delete that folder.')
+
+
 def track_video(config, workdir: str, input_path: str, *,
                 models: trained_models.TrainedModels | None = None) -> dict:
   """Tracks the video `input_path` with this run's weights; writes the outputs (module doc).
@@ -223,8 +245,10 @@ def track_video(config, workdir: str, input_path: str, *,
   Returns {'dir', 'mp4' (None without ffmpeg), 'gif', 'pred_dir', 'pred_json', 'tracks_json',
   'frames', 'seconds'}.
   """
-  frames, fps = _read(input_path)
   stem = input_stem(input_path)
+  out_dir = os.path.join(workdir, OUT_DIR, stem)
+  claim_output_dir(out_dir, input_path)  # before any compute
+  frames, fps = _read(input_path)
   models = models or load_models(config, workdir)
   table = categories_lib.get_categories(config.data.categories)
   tracker = make_tracker(config, models, table)
@@ -234,7 +258,6 @@ def track_video(config, workdir: str, input_path: str, *,
   t0 = time.perf_counter()
   pan = track_frames(models, tracker, frames)
   seconds = time.perf_counter() - t0
-  out_dir = os.path.join(workdir, OUT_DIR, stem)
   os.makedirs(out_dir, exist_ok=True)
   official_format.write_predictions(out_dir, image_ids(stem, len(frames)), list(pan), table)
   tracks = track_summary(pan, table)

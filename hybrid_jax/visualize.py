@@ -14,8 +14,10 @@ All functions take and return numpy arrays; images are uint8 RGB [..., H, W, 3].
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import os
 from typing import Sequence
+import warnings
 
 import numpy as np
 from PIL import Image
@@ -183,13 +185,23 @@ def write_mp4(path: str, frames: Sequence[np.ndarray], fps: float = 5.0) -> None
   # yuv420p needs even sizes; pad rather than let the writer rescale the picture.
   frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
   _mkdir(path)
-  writer = imageio_ffmpeg.write_frames(path, (frames.shape[2], frames.shape[1]), fps=fps,
-                                       codec='libx264', pix_fmt_out='yuv420p',
-                                       macro_block_size=1, quality=8)
-  writer.send(None)
-  for frame in frames:
-    writer.send(np.ascontiguousarray(frame))
-  writer.close()
+  with ffmpeg_subprocess():
+    writer = imageio_ffmpeg.write_frames(path, (frames.shape[2], frames.shape[1]), fps=fps,
+                                         codec='libx264', pix_fmt_out='yuv420p',
+                                         macro_block_size=1, quality=8)
+    writer.send(None)
+    for frame in frames:
+      writer.send(np.ascontiguousarray(frame))
+    writer.close()
+
+
+@contextlib.contextmanager
+def ffmpeg_subprocess():
+  """Silences JAX's fork warning for ffmpeg: subprocess forks and at once execs ffmpeg, which
+  shares none of JAX's threads (the deadlock the warning is about cannot happen)."""
+  with warnings.catch_warnings():
+    warnings.filterwarnings('ignore', message=r'os\.fork\(\) was called', category=RuntimeWarning)
+    yield
 
 
 def compose_strip(rows: Sequence[Sequence[np.ndarray]], gap: int = 2) -> np.ndarray:

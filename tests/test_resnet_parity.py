@@ -88,7 +88,9 @@ def test_resnet_converter_reports_missing_and_unexpected():
   _, report = resnet_conv.torchvision_to_variables(sd)
   assert 'unexpected: extra.weight' in report
   del sd['layer3.2.conv2.weight']
-  with pytest.raises(errors.CheckpointError, match='missing: params/res4_2/conv2/conv/kernel'):
+  # Named as the user's file spells it, with our name beside it.
+  with pytest.raises(errors.CheckpointError, match=r'missing: layer3\.2\.conv2\.weight \(ours: '
+                     'params/res4_2/conv2/conv/kernel\\)'):
     resnet_conv.torchvision_to_variables(sd)
   sd2 = {k: v.numpy() for k, v in model.state_dict().items()}
   sd2['layer1.0.conv1.weight'] = np.zeros((64, 64, 3, 3), np.float32)
@@ -172,7 +174,8 @@ def test_panoptic_fcn_converter_maps_every_official_key():
   # Missing and unexpected keys.
   del state['kernel_head.out_conv.bias']
   state['foo.bar'] = np.zeros(1)
-  with pytest.raises(errors.CheckpointError, match='missing: params/kernel_head/out_conv/bias'):
+  with pytest.raises(errors.CheckpointError, match=r'missing: kernel_head\.out_conv\.bias \(ours: '
+                     'params/kernel_head/out_conv/bias\\)'):
     pfcn_conv.convert_state_dict(state)
   with pytest.raises(errors.CheckpointError, match='not a PanopticFCN'):
     pfcn_conv.convert_state_dict({'fnet.conv1.weight': np.zeros((64, 3, 7, 7))})
@@ -193,3 +196,22 @@ def test_convert_cli_writes_loadable_checkpoint(tmp_path):
   np.testing.assert_array_equal(variables['batch_stats']['stem_conv1']['norm']['var'],
                                 model.bn1.running_var.numpy())
   assert cli.main(['resnet50', str(tmp_path / 'missing.pth'), str(tmp_path / 'x')]) == 2
+
+
+def test_missing_keys_are_named_as_the_checkpoint_spells_them():
+  """The inverse name maps give back every key the converters read (no torch needed)."""
+  flat = resnet_conv.flatten(pfcn_conv.expected_shapes(8, 12, 'v2'))
+  assert len(flat) > 300
+  for path in flat:
+    name = pfcn_conv.source_name(path)
+    assert name.split('.')[0] in ('backbone', 'semantic_fpn', 'position_head', 'kernel_head',
+                                  'feature_encoder', 'thing_generator', 'stuff_generator'), name
+    coll, flax_path = pfcn_conv._entry(name)
+    assert (coll,) + flax_path == path, name
+  for path in resnet_conv.flatten(resnet_conv.expected_resnet50_shapes(False)):
+    d2 = resnet_conv.d2_backbone_name(path[1:])
+    assert resnet_conv.d2_backbone_entry(d2) == (path[0], path[1:])
+    renamed, _ = resnet_conv.torchvision_to_d2_names({resnet_conv.torchvision_name(d2): 0})
+    assert list(renamed) == [d2]
+  assert pfcn_conv.source_name(('params', 'kernel_head', 'tower_0', 'conv', 'kernel')) == (
+      'kernel_head.kernel_head.kernel_head_head_1.weight')

@@ -11,12 +11,26 @@ large frames (same result). The flow is written as a Middlebury .flo (u = x firs
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
 
 from hybrid_jax import errors
 from hybrid_jax.data import image_files
+
+
+def _check_output_file(flag: str, path: str) -> None:
+  """Before any compute: the output must be a file path in an existing, writable folder."""
+  if os.path.isdir(path):
+    raise errors.ConfigError(f'{flag} {path} is a folder; give a file name, e.g. '
+                             f'{os.path.join(path, "flow.flo" if flag == "--out" else "flow.png")}.')
+  parent = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(parent):
+    raise errors.ConfigError(f'{flag} {path}: the folder {parent} does not exist; create it '
+                             'first or write elsewhere.')
+  if not os.access(parent, os.W_OK):
+    raise errors.ConfigError(f'{flag} {path}: the folder {parent} is not writable.')
 
 
 def main(argv=None) -> int:
@@ -33,7 +47,11 @@ def main(argv=None) -> int:
   try:
     if args.iters < 1:
       raise errors.ConfigError(f'--iters must be >= 1, got {args.iters}.')
+    for flag, path in (('--out', args.out), ('--png', args.png)):
+      if path:
+        _check_output_file(flag, path)
     from hybrid_jax.data import flo_files
+    from hybrid_jax.models.raft import memory as raft_memory
     from hybrid_jax.models.raft import model as raft
     img1 = image_files.read_rgb(args.image1, convert=False)
     img2 = image_files.read_rgb(args.image2, convert=False)
@@ -41,6 +59,7 @@ def main(argv=None) -> int:
       raise errors.FormatError(f'{args.image1} is {img1.shape[1]}x{img1.shape[0]} but '
                                f'{args.image2} is {img2.shape[1]}x{img2.shape[0]}; the frames '
                                'must have the same size.')
+    raft_memory.check_fits(img1.shape[0], img1.shape[1], corr=args.corr)
     variables, variant = raft.load_raft(args.checkpoint)
     # float32 in: the same compiled function then serves every float caller of this size.
     img1, img2 = img1.astype(np.float32), img2.astype(np.float32)

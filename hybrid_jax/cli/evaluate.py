@@ -30,9 +30,11 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--dataset', default='cityscapes_vps',
                  choices=['cityscapes_vps', 'viper', 'synthetic'])
   p.add_argument('--metrics', default='vpq,stq', help='comma-separated: vpq, stq')
-  p.add_argument('--frames-per-video', type=int, default=-1,
-                 help='labelled frames per video (default: 6, or by image-id prefix for viper;'
-                      ' 0 = by image-id prefix)')
+  p.add_argument('--frames-per-video', type=int, default=None,
+                 help='cut the sorted GT frames into videos of N frames, as the official '
+                      'Cityscapes-VPS tool does with 6 (default: one video per image-id '
+                      'prefix, read from the ground truth; equal to 6-frame chunks on '
+                      'Cityscapes-VPS)')
   p.add_argument('--no-prefix-check', action='store_true',
                  help='do not require each video chunk to share one image-id prefix')
   p.add_argument('--output-json', default=None, help='write all results here')
@@ -45,7 +47,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
   args = _parser().parse_args(argv)
   metrics = tuple(m.strip() for m in args.metrics.split(',') if m.strip())
-  fpv = None if args.frames_per_video == 0 else args.frames_per_video
+  if args.frames_per_video is not None and args.frames_per_video < 1:
+    print(f'error: --frames-per-video must be a positive number of frames, got '
+          f'{args.frames_per_video}; leave it out to group frames by their video id.',
+          file=sys.stderr)
+    return 2
+  fpv = args.frames_per_video  # None: by image-id prefix
   try:
     results = runner.evaluate_official(
         args.gt_dir, args.gt_json, args.pred_dir, dataset=args.dataset, metrics=metrics,

@@ -16,7 +16,13 @@ def parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except flags.Error as exc:
-    print(f'error: {exc}\nPass --helpshort for the flags.', file=sys.stderr)
+    msg = str(exc)
+    if 'Traceback (most recent call last)' in msg:
+      # ml_collections embeds the config file's traceback; its last line is the message.
+      head = msg.split('\n', 1)[0].rstrip(': ')
+      last = [ln for ln in msg.strip().splitlines() if ln.strip()][-1].strip()
+      msg = f'{head}: {last.split(": ", 1)[-1]}'
+    print(f'error: {msg}\nPass --helpshort for the flags.', file=sys.stderr)
     sys.exit(2)
   except (KeyError, AttributeError, ValueError, TypeError, FileNotFoundError) as exc:
     # ml_collections raises these for unknown keys, bad presets and bad config files.

@@ -92,6 +92,48 @@ def _entry(name: str) -> tuple[str, tuple[str, ...]] | None:
   return None
 
 
+_WB = {'kernel': 'weight', 'bias': 'bias'}
+_GN_NAME = {'kernel': 'weight', 'scale': 'norm.weight', 'bias': 'norm.bias'}
+_POSITION_TOWER = {('offset', 'kernel'): 'offset_mask_conv.weight',
+                   ('offset', 'bias'): 'offset_mask_conv.bias', ('kernel',): 'dcnv2.weight',
+                   ('conv', 'kernel'): 'weight', ('norm', 'scale'): 'norm.weight',
+                   ('norm', 'bias'): 'norm.bias'}
+
+
+def source_name(path: tuple[str, ...]) -> str:
+  """Inverse of `_entry`: (collection, *flax path) -> the Detectron2 key in the checkpoint."""
+  coll, p = path[0], path[1:]
+  fallback = '/'.join(path)
+  if p[0] == 'bottom_up':
+    return 'backbone.bottom_up.' + resnet_conv.d2_backbone_name(p[1:])
+  if coll != 'params':
+    return fallback
+  if p[0] == 'fpn' and len(p) == 3:
+    if p[1] in ('p6', 'p7'):
+      return f'backbone.top_block.{p[1]}.{_WB[p[2]]}'
+    m = re.fullmatch(r'(lateral|output)(\d)', p[1])
+    return f'backbone.fpn_{m.group(1)}{m.group(2)}.{_WB[p[2]]}' if m else fallback
+  m = re.fullmatch(r'p(\d)_(\d+)', p[1]) if p[0] == 'semantic_fpn' else None
+  if m:
+    return f'semantic_fpn.p{m.group(1)}.{2 * int(m.group(2))}.{_GN_NAME[p[-1]]}'
+  m = re.fullmatch(r'tower_(\d+)', p[1]) if len(p) > 2 else None
+  if m and p[0] == 'position_head' and p[2:] in _POSITION_TOWER:
+    return (f'position_head.position_head.position_head_head_{int(m.group(1)) + 1}.'
+            f'{_POSITION_TOWER[p[2:]]}')
+  if m and p[0] == 'kernel_head':
+    return f'kernel_head.kernel_head.kernel_head_head_{int(m.group(1)) + 1}.{_GN_NAME[p[-1]]}'
+  if p[0] == 'position_head' and p[1] in ('out_inst', 'out_stuff'):
+    return f'position_head.{"out_inst" if p[1] == "out_inst" else "out_sem"}.{_WB[p[2]]}'
+  if p[:2] == ('kernel_head', 'out_conv'):
+    return f'kernel_head.out_conv.{_WB[p[2]]}'
+  m = re.fullmatch(r'conv_(\d+)', p[1]) if p[0] == 'feature_encoder' else None
+  if m:
+    return f'feature_encoder.encode_head.encode_head_head_{int(m.group(1)) + 1}.{_WB[p[-1]]}'
+  if p[0] in ('thing_generator', 'stuff_generator'):
+    return f'{p[0]}.embed_extractor.{_WB[p[-1]]}'
+  return fallback
+
+
 def _convert_array(path: tuple[str, ...], value: np.ndarray) -> np.ndarray:
   v = np.asarray(value, np.float32)
   if path[-1] == 'kernel' and v.ndim == 4:
@@ -157,7 +199,7 @@ def convert_state_dict(state: dict[str, np.ndarray], *, num_thing: int | None = 
                   'bias': np.full((n,), -2.19, np.float32)}
       reinit.append(f'position_head/{out} ({src} -> {n} channels)')
   report = resnet_conv.verify(variables, expected_shapes(num_thing, num_stuff, deform),
-                              unused=unused, what='panoptic_fcn_r50')
+                              unused=unused, what='panoptic_fcn_r50', source_name=source_name)
   if reinit:
     report += '\n  re-initialised (class count differs): ' + ', '.join(reinit)
   variables = {k: v for k, v in variables.items() if v}

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import re
 from typing import Any, Mapping
 
 import numpy as np
 
 from hybrid_jax import errors
+from hybrid_jax.convert import torch_files
 
 FORMATS = ('official', 'torchvision')
 _LEAF_OFFICIAL = {'kernel': 'weight', 'bias': 'bias', 'scale': 'weight', 'mean': 'running_mean',
@@ -212,17 +214,7 @@ def convert_state_dict(state_dict: Mapping[str, Any], *, variant: str | None = N
 
 
 def _load_torch(path: str) -> Mapping[str, Any]:
-  try:
-    import torch
-  except ImportError as exc:
-    raise errors.CheckpointError('Reading .pth files needs PyTorch: pip install -e .[convert]'
-                                 ) from exc
-  if not os.path.isfile(path):
-    raise errors.CheckpointError(f'{path} does not exist or is not a file.')
-  try:
-    obj = torch.load(path, map_location='cpu', weights_only=True)
-  except Exception as exc:  # pickle errors, zip errors, ...
-    raise errors.CheckpointError(f'Cannot read {path} as a PyTorch checkpoint: {exc}') from exc
+  obj = torch_files.load(path)
   if isinstance(obj, Mapping):
     for wrapper in ('state_dict', 'model'):
       if wrapper in obj and isinstance(obj[wrapper], Mapping) and len(obj) <= 3:
@@ -255,7 +247,7 @@ def convert_file(in_path: str, out_path: str, *, variant: str | None = None,
   lines = [f"RAFT {v} ({info['format']} key names) from {in_path}: {info['num_keys']} keys -> "
            f'{n:,} parameters' + (' + BN statistics' if 'batch_stats' in variables else ''),
            f'written to {out_path} (architecture {meta["architecture"]}); use '
-           f'--config.flow.checkpoint={out_path} --config.flow.variant={v}']
+           f'--config.flow.checkpoint={shlex.quote(out_path)} --config.flow.variant={v}']
   if info['unexpected']:
     lines.append(f"ignored unexpected keys: {_names(info['unexpected'])}")
   return '\n'.join(lines)

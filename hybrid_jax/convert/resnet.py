@@ -26,11 +26,12 @@ import functools
 import os
 import pickle
 import re
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from hybrid_jax import errors
+from hybrid_jax.convert import torch_files
 
 NORM_SUFFIX = {'weight': 'scale', 'bias': 'bias', 'running_mean': 'mean', 'running_var': 'var'}
 TORCHVISION_SPEC = {'input_format': 'RGB', 'pixel_mean': [123.675, 116.28, 103.53],
@@ -76,16 +77,7 @@ def load_numpy_pickle(path: str) -> dict:
 
 def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
   """torch.load(weights_only=True); unwraps {'model': ...} / {'state_dict': ...}; numpy out."""
-  try:
-    import torch
-  except ImportError as exc:
-    raise errors.CheckpointError('Reading .pth files needs torch: pip install -e .[convert]'
-                                 ) from exc
-  try:
-    obj = torch.load(path, map_location='cpu', weights_only=True)
-  except Exception as exc:
-    raise errors.CheckpointError(f'Cannot read {path} with torch.load(weights_only=True): {exc}'
-                                 ) from exc
+  obj = torch_files.load(path)
   for key in ('model', 'state_dict'):
     if isinstance(obj, dict) and isinstance(obj.get(key), dict):
       obj = obj[key]
@@ -178,6 +170,38 @@ def d2_backbone_entry(name: str) -> tuple[str, tuple[str, ...]] | None:
   return None
 
 
+_NORM_NAME = {v: k for k, v in NORM_SUFFIX.items()}
+
+
+def d2_backbone_name(path: tuple[str, ...]) -> str:
+  """Inverse of `d2_backbone_entry`: a flax backbone path -> its Detectron2 key."""
+  if path[0] == 'stem_conv1':
+    prefix, rest = 'stem.conv1', path[1:]
+  else:
+    m = re.fullmatch(r'res(\d)_(\d+)', path[0])
+    if not m or len(path) < 3:
+      return '/'.join(path)
+    prefix, rest = f'res{m.group(1)}.{m.group(2)}.{path[1]}', path[2:]
+  if rest == ('conv', 'kernel'):
+    return prefix + '.weight'
+  if len(rest) == 2 and rest[0] == 'norm' and rest[1] in _NORM_NAME:
+    return prefix + '.norm.' + _NORM_NAME[rest[1]]
+  return '/'.join(path)
+
+
+def torchvision_name(d2_name: str) -> str:
+  """Inverse of `torchvision_to_d2_names` for one key: Detectron2 name -> torchvision name."""
+  if d2_name.startswith('stem.conv1.'):
+    rest = d2_name[len('stem.conv1.'):]
+    return 'conv1.weight' if rest == 'weight' else 'bn1.' + rest[len('norm.'):]
+  m = re.fullmatch(r'res(\d)\.(.+)', d2_name)
+  if not m:
+    return d2_name
+  n = f'layer{int(m.group(1)) - 1}.{m.group(2)}'
+  n = n.replace('shortcut.norm', 'downsample.1').replace('shortcut', 'downsample.0')
+  return re.sub(r'\.conv(\d)\.norm\.', r'.bn\1.', n)
+
+
 def d2_backbone_to_variables(d2: dict[str, np.ndarray]) -> tuple[dict, list[str]]:
   """Detectron2 bottom_up names -> ({'params', 'batch_stats'}, unused keys)."""
   variables: dict = {'params': {}, 'batch_stats': {}}
@@ -210,7 +234,8 @@ def flatten(tree: dict, prefix=()) -> dict[tuple[str, ...], Any]:
 
 
 def verify(variables: dict, expected: dict, *, unused: list[str], what: str,
-           allow_missing: tuple[tuple[str, ...], ...] = ()) -> str:
+           allow_missing: tuple[tuple[str, ...], ...] = (),
+           source_name: Callable[[tuple[str, ...]], str] | None = None) -> str:
   """Compares converted variables with expected shapes; raises on missing / mismatched.
 
   Args:
@@ -218,6 +243,8 @@ def verify(variables: dict, expected: dict, *, unused: list[str], what: str,
     unused: source keys that were not mapped (reported as unexpected, not fatal).
     what: name of the architecture for messages.
     allow_missing: flax paths that may be missing (they keep their initialisation).
+    source_name: flax path (collection first) -> the key as the checkpoint file spells it, so
+      a missing entry is named the way the user can look it up.
   Returns:
     A multi-line report.
   """
@@ -231,7 +258,8 @@ def verify(variables: dict, expected: dict, *, unused: list[str], what: str,
   lines = [f'{what}: {len(got)} arrays converted, {len(want)} expected; '
            f'{len(missing)} missing, {len(bad)} with wrong shape, '
            f'{len(unused) + len(extra)} unexpected (ignored).']
-  lines += [f'  missing: {fmt(p)}' for p in missing[:20]]
+  named = (lambda p: f'{source_name(p)} (ours: {fmt(p)})') if source_name else fmt
+  lines += [f'  missing: {named(p)}' for p in missing[:20]]
   lines += [f'  shape: {fmt(p)} {s} != expected {t}' for p, s, t in bad[:20]]
   lines += [f'  unexpected: {k}' for k in (unused + [fmt(p) for p in extra])[:20]]
   if missing or bad:
@@ -250,21 +278,27 @@ def expected_resnet50_shapes(stride_in_1x1: bool) -> dict:
   return jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
 
 
-def resnet50_variables_from_d2(d2: dict[str, np.ndarray], *, stride_in_1x1: bool
+def resnet50_variables_from_d2(d2: dict[str, np.ndarray], *, stride_in_1x1: bool,
+                               source_name: Callable[[str], str] = lambda n: n
                                ) -> tuple[dict, str]:
-  """Detectron2-named backbone arrays -> verified variables and a report."""
+  """Detectron2-named backbone arrays -> verified variables and a report.
+
+  source_name maps a Detectron2 key to the key as the user's file spells it (for messages).
+  """
   d2 = {k[len('backbone.bottom_up.'):] if k.startswith('backbone.bottom_up.') else k: v
         for k, v in d2.items()}
   variables, unused = d2_backbone_to_variables(d2)
   report = verify(variables, expected_resnet50_shapes(stride_in_1x1), unused=unused,
-                  what='resnet50')
+                  what='resnet50',
+                  source_name=lambda p: source_name(d2_backbone_name(p[1:])))
   return variables, report
 
 
 def torchvision_to_variables(state: dict[str, np.ndarray]) -> tuple[dict, str]:
   """torchvision resnet50 state dict (numpy) -> ({'params', 'batch_stats'}, report)."""
   d2, dropped = torchvision_to_d2_names(state)
-  variables, report = resnet50_variables_from_d2(d2, stride_in_1x1=False)
+  variables, report = resnet50_variables_from_d2(d2, stride_in_1x1=False,
+                                                 source_name=torchvision_name)
   return variables, report + f'\n  dropped {len(dropped)} torchvision keys (fc, num_batches_tracked).'
 
 

@@ -9,6 +9,7 @@ masks, frame ids) that lets the pipeline pick frames without decoding any clip.
 from __future__ import annotations
 
 import collections.abc
+import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -28,12 +29,19 @@ class ClipSource(collections.abc.Sequence):
     index: optional [{'video_id', 'labelled', 'frame_ids'}] per clip, from the dataset's
       metadata; sets `video_ids`, `labelled_masks` (bool [T] each) and `frame_ids`.
     categories: the category table, when the dataset has one.
+    folder: the prepared folder, named when its files cannot be read (default `name`).
   """
 
   def __init__(self, open_data: Callable[[], Any], *, name: str, decode: Decoder,
-               index: Sequence[dict] | None = None, categories=None):
+               index: Sequence[dict] | None = None, categories=None, folder: str = ''):
     self._open, self._name, self._decode = open_data, name, decode
-    self._data = open_data()
+    self._folder = folder or name
+    try:
+      self._data = open_data()
+    except errors.HybridJaxError:
+      raise
+    except Exception as exc:  # pylint: disable=broad-except  # a broken dataset_info.json, ...
+      raise errors.DatasetError(corrupt_message(self._folder, exc)) from exc
     self.categories = categories
     if index is not None:
       self.video_ids = [e['video_id'] for e in index]
@@ -64,9 +72,33 @@ class ClipSource(collections.abc.Sequence):
     index = int(index)
     if not -n <= index < n:
       raise IndexError(f'{self._name} has {n} clips; index {index} is out of range.')
-    if self._data is None:
-      self._data = self._open()
-    return self._decode(self._data[index % n], frame_indices)
+    try:
+      if self._data is None:
+        self._data = self._open()
+      example = self._data[index % n]
+    except errors.HybridJaxError:
+      raise
+    except Exception as exc:  # pylint: disable=broad-except  # array_record / TFDS read errors
+      raise errors.DatasetError(corrupt_message(self._folder, exc)) from exc
+    return self._decode(example, frame_indices)
 
   def __repr__(self) -> str:
     return f'ClipSource({self._name}, {len(self)} clips)'
+
+
+def corrupt_message(folder: str, exc: BaseException) -> str:
+  """What to do when prepared dataset files cannot be read (truncated, edited, half written)."""
+  reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+  return (f'The prepared dataset in {folder} cannot be read ({type(exc).__name__}: '
+          f'{reason[:300]}). Its files are damaged: delete {folder!r} and rerun (or run '
+          '--config.mode=data) to rebuild it.')
+
+
+def remove_incomplete(dataset_dir: str) -> None:
+  """Deletes TFDS's ``incomplete.*`` folders that an interrupted preparation left behind."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import logging  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  for path in glob.glob(os.path.join(dataset_dir, 'incomplete.*')):
+    logging.warning('Removing %s, left by an interrupted dataset preparation.', path)
+    shutil.rmtree(path, ignore_errors=True)

@@ -288,6 +288,7 @@ def build(builder, *, progress: bool) -> None:
   tfds = _tfds()
   tfds.display_progress_bar(progress)
   try:
+    clip_source.remove_incomplete(os.path.dirname(str(builder.data_dir)))
     builder.download_and_prepare(file_format='array_record')
   except errors.HybridJaxError:
     raise
@@ -325,8 +326,13 @@ class RealDataset:
 
   def builder(self, data_cfg, split: str, data_dir: str):
     cls = make_builder_class(self.name, self.description, self.homepage)
-    return cls(split=split, height=int(data_cfg.height), width=int(data_cfg.width),
-               raw_clips=lambda: self.raw_clips(data_cfg, split), data_dir=data_dir)
+    h, w = int(data_cfg.height), int(data_cfg.width)
+    try:
+      return cls(split=split, height=h, width=w,
+                 raw_clips=lambda: self.raw_clips(data_cfg, split), data_dir=data_dir)
+    except Exception as exc:  # pylint: disable=broad-except  # damaged dataset_info.json, ...
+      raise errors.DatasetError(clip_source.corrupt_message(
+          prepared_dir(data_dir, self.name, split, h, w), exc)) from exc
 
   def prepare(self, data_cfg, data_dir: str, *, progress: bool = True) -> None:
     """Prepares every split present under data_cfg.root (no-op for splits already prepared).
@@ -362,6 +368,7 @@ class RealDataset:
     builder = opener.func(*opener.args, as_builder=True)
     return clip_source.ClipSource(
         opener, name=f'{builder.data_dir} ({split})', decode=decode_example,
+        folder=str(builder.data_dir),
         index=builder.info.metadata.get('clips', []),
         categories=categories_lib.get_categories(data_cfg.categories))
 

@@ -70,11 +70,13 @@ def as_category_set(categories: Any, *, excluded: Sequence[int] = ()) -> Categor
 
 @dataclasses.dataclass
 class PQCounts:
-  """Per-class sums: tp, fp, fn int64 [C]; iou float64 [C] (sum of matched IoUs)."""
+  """Per-class sums: tp, fp, fn int64 [C]; iou float64 [C] (sum of matched IoUs); and the
+  number of windows summed (VPQ leaves a k with no window at all out of its mean)."""
   tp: np.ndarray
   fp: np.ndarray
   fn: np.ndarray
   iou: np.ndarray
+  windows: int = 0
 
   @classmethod
   def zeros(cls, num_classes: int) -> 'PQCounts':
@@ -86,6 +88,7 @@ class PQCounts:
     self.fp += other.fp
     self.fn += other.fn
     self.iou += other.iou
+    self.windows += other.windows
     return self
 
 

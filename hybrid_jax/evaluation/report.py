@@ -17,7 +17,13 @@ KS = ('0', '5', '10', '15')
 
 
 def _cell(group: Mapping[str, Mapping[str, float]]) -> str:
+  if group.get('windows', 1) == 0:
+    return '—'  # the window is longer than every video: not a score of 0
   return ' / '.join(f'{group[g]["pq"]:.1f}' for g in ('all', 'things', 'stuff'))
+
+
+def _ks_with_windows(vpq) -> list[str]:
+  return [k for k in KS if vpq[k].get('windows', 1) > 0]
 
 
 def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -53,7 +59,8 @@ def plot_vpq(path: str, rows: Sequence[Mapping[str, Any]]) -> str:
   for row in rows:
     vpq = row['results']['vpq']
     for ax, group in zip(axes, ('all', 'things')):
-      ax.plot([int(k) for k in KS], [vpq[k][group]['pq'] for k in KS], marker='o',
+      ks = _ks_with_windows(vpq)
+      ax.plot([int(k) for k in ks], [vpq[k][group]['pq'] for k in ks], marker='o',
               label=row['name'])
   for ax, title in zip(axes, ('VPQ (all)', 'VPQ (things)')):
     ax.set_xlabel('temporal window k')
@@ -77,6 +84,12 @@ def write_report(workdir: str, rows: Sequence[Mapping[str, Any]], *, title: str,
   lines = [f'# {title}', '', 'Each cell: VPQ / VPQ_Th / VPQ_St (%), as the official evaluator '
            'computes them; STQ in %; FPS of the tracker on this machine.', '']
   lines += table_rows(rows)
+  if rows:
+    ks = _ks_with_windows(rows[0]['results']['vpq'])
+    if len(ks) < len(KS):
+      lines += ['', f'The val clips are too short for the windows k = '
+                f'{", ".join(k for k in KS if k not in ks)} (—); VPQ is the mean over k = '
+                f'{", ".join(ks)}.']
   ref = paper_tables.get_table(reference_table)
   if ref is not None:
     lines += [''] + _reference_lines(*ref)

@@ -17,6 +17,7 @@ this module holds the per-video / final arithmetic; the protocols are in `protoc
 from __future__ import annotations
 
 from typing import Sequence
+import warnings
 
 from hybrid_jax.evaluation import counting
 from hybrid_jax.evaluation import pq as pq_lib
@@ -35,6 +36,7 @@ def video_counts(frames: Sequence[counting.FrameStats], cats: pq_lib.CategorySet
       total += pq_lib.match_window(frames[start:start + nframes], cats,
                                    min_gt_area=protocol.min_gt_area,
                                    use_gt_pixels=protocol.use_gt_pixels)
+      total.windows += 1
     out[k] = total
   return out
 
@@ -42,14 +44,28 @@ def video_counts(frames: Sequence[counting.FrameStats], cats: pq_lib.CategorySet
 def finalize(counts: dict, cats: pq_lib.CategorySet, protocol: protocols.Protocol) -> dict:
   """Per-k class averages plus 'final' = the mean over k of All/Things/Stuff PQ, SQ, RQ.
 
-  Returns {'0'|'5'|'10'|'15': {'window_frames', 'all', 'things', 'stuff', 'per_class'},
-  'final': {'all'|'things'|'stuff': {'pq', 'sq', 'rq'}}}, all in percent.
+  A k whose window is longer than every video has no window at all; it is reported with
+  'windows': 0 and left out of the mean, with a warning (the official tools would average in
+  a 0 there; on Cityscapes-VPS and VIPER every window exists, so their numbers are unchanged).
+
+  Returns {'0'|'5'|'10'|'15': {'window_frames', 'windows', 'all', 'things', 'stuff',
+  'per_class'}, 'final': {'all'|'things'|'stuff': {'pq', 'sq', 'rq'}, 'ks': [k averaged]}},
+  all in percent.
   """
   out = {}
   for k in protocol.window_frames:
-    out[k] = {'window_frames': protocol.window_frames[k], **pq_lib.class_averages(counts[k], cats)}
-  ks = list(protocol.window_frames)
+    out[k] = {'window_frames': protocol.window_frames[k], 'windows': int(counts[k].windows),
+              **pq_lib.class_averages(counts[k], cats)}
+  ks = [k for k in protocol.window_frames if counts[k].windows > 0] or list(
+      protocol.window_frames)
+  missing = [k for k in protocol.window_frames if k not in ks]
+  if missing:
+    warnings.warn(
+        f'VPQ: no video has {[protocol.window_frames[k] for k in missing]} labelled frames, so '
+        f'the windows k = {", ".join(missing)} do not exist; the mean VPQ is over k = '
+        f'{", ".join(ks)} only.', stacklevel=2)
   out['final'] = {
       group: {m: sum(out[k][group][m] for k in ks) / len(ks) for m in ('pq', 'sq', 'rq')}
       for group in ('all', 'things', 'stuff')}
+  out['final']['ks'] = ks
   return out

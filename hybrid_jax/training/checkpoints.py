@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 
 import jax
 import orbax.checkpoint as ocp
@@ -127,6 +128,19 @@ def _warn_unfinished(ckpt_dir: str, latest: int) -> None:
       logging.warning('Checkpoint at step %s in %s is partial (its write never finished); '
                       'using the previous one%s.', head, ckpt_dir,
                       f' (step {latest})' if latest >= 0 else ' (none: starting fresh)')
+
+
+def remove_unfinished(ckpt_dir: str) -> None:
+  """Deletes Orbax's tmp directories of writes that never finished (a killed run left them)."""
+  if not os.path.isdir(ckpt_dir):
+    return
+  for name in sorted(os.listdir(ckpt_dir)):
+    head, _, tail = name.partition('.')
+    path = os.path.join(ckpt_dir, name)
+    if head.isdigit() and 'orbax-checkpoint-tmp' in tail and os.path.isdir(path):
+      logging.warning('Checkpoint at step %s in %s is partial (its write never finished); '
+                      'removed it, the newest complete checkpoint is used.', head, ckpt_dir)
+      shutil.rmtree(path, ignore_errors=True)
 
 
 def _set_aside(mngr: ocp.CheckpointManager, steps: list[int]) -> None:

@@ -4,7 +4,7 @@ A stage builds its fresh `TrainState`, its `train_step` (`step.make_train_step`)
 iterator factory, then calls `train_loop`. The loop owns everything else: workdir checks,
 resume from the newest readable checkpoint (data order continues: the iterator factory gets
 the start step), checkpoint cadence, logging (TensorBoard, metrics.jsonl, steps/s, ETA,
-tqdm), the NaN guard stop, SIGTERM preemption, profiling and placing host batches on the mesh.
+tqdm), the NaN guard stop, SIGTERM / SIGINT (checkpoint, then exit 143 / 130), profiling and placing host batches on the mesh.
 
 Files, under `<workdir>/<stage_name>/`: checkpoints/<step>/, events/, metrics.jsonl,
 config.json, platform.json, profile/ (if asked) and done.json once all steps are trained.
@@ -26,6 +26,7 @@ from hybrid_jax import errors
 from hybrid_jax import workdirs
 from hybrid_jax.training import checkpoints as ckpt_lib
 from hybrid_jax.training import mesh as mesh_lib
+from hybrid_jax.training import state as state_lib
 from hybrid_jax.training import step as step_lib
 from hybrid_jax.training import writers
 from hybrid_jax.training.state import TrainState
@@ -38,16 +39,18 @@ EvalFn = Callable[[TrainState], Mapping[str, float]]
 
 
 class Preempted(SystemExit):
-  """Raised after SIGTERM once the checkpoint is written: the process exits with status 0.
+  """Raised after SIGTERM or SIGINT once the checkpoint is written.
 
-  It derives from SystemExit so that an unhandled one ends the program cleanly; rerunning
-  the same command resumes from the saved step.
+  A SystemExit with the conventional status 128 + signal number (SIGTERM 143, SIGINT 130), so
+  schedulers and ``&&`` chains see that the run did not finish; rerunning the same command
+  resumes from the saved step.
   """
 
-  def __init__(self, step: int, stage_dir: str):
-    super().__init__(0)
+  def __init__(self, step: int, stage_dir: str, signum: int = signal.SIGTERM):
+    super().__init__(128 + int(signum))
     self.step = step
     self.stage_dir = stage_dir
+    self.signal_name = signal.Signals(signum).name
 
 
 def _get(cfg, name, default):
@@ -95,34 +98,46 @@ def stage_done(workdir: str, stage_name: str, num_steps: int) -> bool:
     return False
 
 
-class _SigtermFlag:
-  """Records SIGTERM instead of dying, so the loop can checkpoint first."""
+class _StopSignals:
+  """Records SIGTERM and SIGINT (Ctrl-C) instead of dying, so the loop can checkpoint first.
+
+  A second SIGINT while the checkpoint is written interrupts at once (the default handler is
+  back after the first).
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.received = False
-    self._previous = None
+    self.received: int | None = None
+    self._previous = {}
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
-    logging.warning('SIGTERM received: saving a checkpoint after the current step.')
-    self.received = True
+    del frame
+    logging.warning('%s received: saving a checkpoint after the current step.',
+                    signal.Signals(signum).name)
+    self.received = signum
+    if signum == signal.SIGINT and signal.SIGINT in self._previous:
+      signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for sig, previous in self._previous.items():
+      signal.signal(sig, previous)
 
-  def any_process(self) -> bool:
+  def any_process(self) -> int | None:
+    """The signal received by this process or any other of the job, or None."""
     if jax.process_count() == 1:
       return self.received
     # A preemption notice may reach only some processes; all must stop at the same step.
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    flags = multihost_utils.process_allgather(np.array(self.received, np.int32))
-    return bool(np.any(flags))
+    flags = multihost_utils.process_allgather(np.array(self.received or 0, np.int32))
+    got = [int(f) for f in np.ravel(flags) if int(f)]
+    return got[0] if got else None
 
 
 def train_loop(*, workdir: str, state: TrainState, train_step: step_lib.TrainStep,
@@ -156,7 +171,7 @@ def train_loop(*, workdir: str, state: TrainState, train_step: step_lib.TrainSte
   Raises:
     WorkdirError, CheckpointError (incompatible checkpoint), TrainingDivergedError
     (max_bad_steps consecutive non-finite steps), DatasetError (the iterator ran out),
-    Preempted (SystemExit(0), after SIGTERM and a checkpoint).
+    Preempted (SystemExit(143 or 130), after SIGTERM or SIGINT and a checkpoint).
   """
   stage_dir = prepare_stage_dir(workdir, stage_name)
   every_ckpt = int(_get(train_cfg, 'checkpoint_every_steps', 0))
@@ -170,6 +185,8 @@ def train_loop(*, workdir: str, state: TrainState, train_step: step_lib.TrainSte
     writers.save_config(stage_dir, config_to_save)
 
   state = mesh_lib.replicate(state, mesh)
+  if jax.process_index() == 0:
+    ckpt_lib.remove_unfinished(ckpt_lib.checkpoint_dir(stage_dir))
   mngr = ckpt_lib.open_manager(ckpt_lib.checkpoint_dir(stage_dir), keep=keep)
   writer = None
   progress = None
@@ -180,7 +197,7 @@ def train_loop(*, workdir: str, state: TrainState, train_step: step_lib.TrainSte
     start = int(step_lib.to_host(state.step))
     if start > 0:
       logging.info('[%s] resuming at step %d of %d.', stage_name, start, num_steps)
-    writer = writers.MetricWriter(stage_dir)
+    writer = writers.MetricWriter(stage_dir, resume_step=start)
     progress = writers.Progress(start_step=start, num_steps=num_steps, desc=stage_name)
     state = _run(state=state, start=start, num_steps=num_steps, stage_name=stage_name,
                  stage_dir=stage_dir, mesh=mesh, train_step=train_step,
@@ -189,6 +206,7 @@ def train_loop(*, workdir: str, state: TrainState, train_step: step_lib.TrainSte
                  max_bad=max_bad, profile=profile, eval_fn=eval_fn,
                  eval_every=eval_every_steps, hooks=hooks)
     mngr.wait_until_finished()
+    check_finite(state, stage_name=stage_name, stage_dir=stage_dir)
     if jax.process_index() == 0:
       with open(os.path.join(stage_dir, DONE_FILE), 'w') as f:
         json.dump({'steps': num_steps}, f)
@@ -200,6 +218,50 @@ def train_loop(*, workdir: str, state: TrainState, train_step: step_lib.TrainSte
       writer.close()
     if progress is not None:
       progress.close()
+
+
+def nonfinite_arrays(tree) -> list[str]:
+  """'/'-joined paths of the arrays of `tree` holding a NaN or an infinity."""
+  bad = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(step_lib.to_host(tree))[0]:
+    arr = np.asarray(leaf)
+    if arr.dtype.kind == 'f' and not np.isfinite(arr).all():
+      bad.append(state_lib.tree_path_str(path))
+  return bad
+
+
+def _first_nonfinite_steps(stage_dir: str, limit: int = 3) -> list[int]:
+  """The first logged steps whose loss is not finite (metrics.jsonl), for error messages."""
+  steps = []
+  try:
+    with open(os.path.join(stage_dir, writers.METRICS_FILE)) as f:
+      for line in f:
+        rec = json.loads(line)
+        loss = rec.get('train/loss')
+        if loss is not None and not np.isfinite(float(loss)):
+          steps.append(int(rec['step']))
+          if len(steps) >= limit:
+            break
+  except (OSError, ValueError, KeyError, TypeError):
+    pass
+  return steps
+
+
+def check_finite(state: TrainState, *, stage_name: str, stage_dir: str) -> None:
+  """TrainingDivergedError unless every trained parameter is finite (nothing is marked done).
+
+  The step skips updates whose loss or gradient is not finite, but a non-finite learning
+  rate or update still poisons the parameters; such a stage must not count as trained.
+  """
+  bad = nonfinite_arrays({'params': state.params, 'batch_stats': state.batch_stats})
+  if not bad:
+    return
+  steps = _first_nonfinite_steps(stage_dir)
+  where = (f' The first logged steps with a non-finite loss: {steps}.' if steps else '')
+  raise errors.TrainingDivergedError(
+      f'[{stage_name}] the trained parameters are not finite ({len(bad)} arrays, e.g. '
+      f'{bad[0]}), so the stage is not marked done.{where} Check {stage_name}.train.lr and the '
+      f'schedule, then delete {stage_dir} and rerun.')
 
 
 def _run(*, state, start, num_steps, stage_name, stage_dir, mesh, train_step,
@@ -235,7 +297,7 @@ def _run(*, state, start, num_steps, stage_name, stage_dir, mesh, train_step,
           'the parameters from before these steps.')
     return host
 
-  with _SigtermFlag() as sigterm:
+  with _StopSignals() as stop:
     pending = None
     for step in range(start, num_steps):
       if profile is not None and not profiling and profile[0] <= step <= profile[1]:
@@ -263,7 +325,7 @@ def _run(*, state, start, num_steps, stage_name, stage_dir, mesh, train_step,
       done = step + 1
       for hook in hooks:
         hook(done, state, metrics)
-      preempt = sigterm.any_process()
+      preempt = stop.any_process()
       is_last = done == num_steps
       do_log = done % every_log == 0 or is_last
       do_ckpt = (every_ckpt > 0 and done % every_ckpt == 0) or is_last or preempt
@@ -289,9 +351,10 @@ def _run(*, state, start, num_steps, stage_name, stage_dir, mesh, train_step,
         writer.write_scalars(done, {f'eval/{k}': v for k, v in results.items()})
       if preempt:
         mngr.wait_until_finished()
-        logging.warning('[%s] preempted: checkpoint at step %d written to %s; rerun the same '
-                        'command to continue.', stage_name, done, stage_dir)
-        raise Preempted(done, stage_dir)
+        logging.warning('[%s] stopped by %s: checkpoint at step %d written to %s; rerun the '
+                        'same command to continue.', stage_name, signal.Signals(preempt).name,
+                        done, stage_dir)
+        raise Preempted(done, stage_dir, preempt)
     if profiling:
       jax.block_until_ready(state)
       jax.profiler.stop_trace()

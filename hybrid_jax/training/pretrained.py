@@ -66,8 +66,16 @@ def load_pretrained(path: str, *, expect_architecture: str | tuple[str, ...] | N
   try:
     with ocp.StandardCheckpointer() as ckptr:
       tree = ckptr.restore(os.path.join(path, VARIABLES_DIR))
-  except Exception as exc:
-    raise errors.CheckpointError(f'Cannot read the weights in {path}: {exc}') from exc
+  except Exception as exc:  # pylint: disable=broad-except  # orbax / tensorstore read errors
+    reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    stage_dir = os.path.dirname(path)
+    if os.path.isdir(os.path.join(stage_dir, 'checkpoints')):
+      fix = (f'Delete {path!r} and rerun the same command: the stage exports it again from its '
+             f'last checkpoint in {os.path.join(stage_dir, "checkpoints")!r}.')
+    else:
+      fix = 'Recreate it (convert the source weights again, or retrain the stage).'
+    raise errors.CheckpointError(f'Cannot read the weights in {path} ({reason}). {fix}'
+                                 ) from None
   return _to_numpy(tree), meta
 
 

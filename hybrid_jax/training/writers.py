@@ -28,13 +28,19 @@ class MetricWriter:
   Each JSON line is {"step": int, "time": unix seconds, name: float, ...}.
   """
 
-  def __init__(self, directory: str, *, enabled: bool | None = None):
+  def __init__(self, directory: str, *, enabled: bool | None = None,
+               resume_step: int | None = None):
+    """resume_step: the step training continues from; lines logged after it by the interrupted
+    run (steps the resumed run trains again) are dropped, so every step appears once."""
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self._tb = None
     self._jsonl = None
     if self.enabled:
+      path = os.path.join(directory, METRICS_FILE)
+      if resume_step is not None:
+        _truncate_after(path, resume_step)
       self._tb = _import_summary_writer()(os.path.join(directory, EVENTS_SUBDIR))
-      self._jsonl = open(os.path.join(directory, METRICS_FILE), 'a')
+      self._jsonl = open(path, 'a')
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     if not self.enabled:
@@ -59,6 +65,24 @@ class MetricWriter:
       self._tb.close()
       self._jsonl.close()
       self.enabled = False
+
+
+def _truncate_after(path: str, step: int) -> None:
+  """Keeps the lines of `path` (metrics.jsonl) whose step is <= `step`."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  keep = []
+  for line in lines:
+    try:
+      if int(json.loads(line)['step']) <= step:
+        keep.append(line)
+    except (ValueError, KeyError, TypeError):
+      continue  # a line cut off by the interruption
+  if len(keep) != len(lines):
+    with open(path, 'w') as f:
+      f.writelines(keep)
 
 
 def _import_summary_writer():

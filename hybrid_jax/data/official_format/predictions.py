@@ -29,7 +29,8 @@ _READ_CHUNK = 16
 
 def write_predictions(out_dir: str, image_ids: Sequence[str],
                       panoptic_maps: Sequence[np.ndarray], categories) -> None:
-  """Writes ``out_dir/pred.json`` and ``out_dir/pan_pred/<image id>.png``.
+  """Writes ``out_dir/pred.json`` and ``out_dir/pan_pred/<image id>.png`` (PNGs already in
+  ``pan_pred/`` are removed first, so a shorter prediction leaves no stale frames).
 
   Args:
     image_ids: labelled-frame image ids in the GT's (sorted) order; the evaluator pairs
@@ -46,6 +47,9 @@ def write_predictions(out_dir: str, image_ids: Sequence[str],
   table = categories_lib.as_table(categories)
   pan_dir = os.path.join(out_dir, 'pan_pred')
   os.makedirs(pan_dir, exist_ok=True)
+  for name in os.listdir(pan_dir):  # a previous, longer prediction must not leave PNGs behind
+    if name.endswith('.png'):
+      os.remove(os.path.join(pan_dir, name))
   allocator = segment_ids.SegmentIdAllocator(table)
   annotations = []
   prev_video = None

@@ -65,7 +65,7 @@ def prepare_synthetic(data_cfg: Any, data_dir: str, *, progress: bool = True) ->
   if not os.access(data_dir, os.W_OK):
     raise errors.DatasetError(f'The synthetic data directory {data_dir!r} is not writable; '
                               'choose another config.data.dir.')
-  builder = synthetic_tfds.SyntheticVps(config=config, data_dir=data_dir, progress=progress)
+  builder = _builder(config, data_dir, progress=progress)
   if builder.is_prepared():
     return
   # TFDS prints a "Downloading and preparing" banner on stdout: keep stdout for results and
@@ -73,6 +73,7 @@ def prepare_synthetic(data_cfg: Any, data_dir: str, *, progress: bool = True) ->
   show = progress and sys.stderr.isatty()
   with _tfds_bars(False), open(os.devnull, 'w') as devnull, contextlib.redirect_stdout(
       sys.stderr if show else devnull):
+    clip_source.remove_incomplete(os.path.dirname(str(builder.data_dir)))
     builder.download_and_prepare()
 
 
@@ -114,25 +115,28 @@ def synthetic_source(data_cfg: Any, split: str, data_dir: str) -> clip_source.Cl
         f'Synthetic data directory {data_dir!r} does not exist. Prepare it with '
         'hybrid_jax.data.synthetic.source.prepare_synthetic(config.data, DIR) or run main with '
         '--config.mode=data.')
-  try:
-    builder = synthetic_tfds.SyntheticVps(config=config, data_dir=data_dir)
-    prepared = builder.is_prepared()
-  except OSError as exc:
-    raise errors.DatasetError(f'Cannot read the synthetic data directory {data_dir!r}: '
-                              f'{exc}.') from exc
+  builder = _builder(config, data_dir)
+  prepared = builder.is_prepared()
   if not prepared:
     raise errors.DatasetError(
         f'No synthetic dataset with settings {config.name} in {data_dir!r} (expected '
         f'{builder.data_dir}). Prepare it with prepare_synthetic(config.data, {data_dir!r}) '
         'or run main with --config.mode=data.')
   opener = functools.partial(_open_split, config, data_dir, split)
+  return clip_source.ClipSource(opener, name=f'{builder.data_dir} ({split})',
+                                decode=decode_clip, folder=str(builder.data_dir))
+
+
+def _builder(config, data_dir: str, **kwargs):
+  """The TFDS builder; damaged metadata (dataset_info.json) is a DatasetError saying what to do."""
   try:
-    return clip_source.ClipSource(opener, name=f'synthetic_vps/{config.name}/{split}',
-                                  decode=decode_clip)
-  except Exception as exc:  # pylint: disable=broad-except  # TFDS/array_record read errors
-    raise errors.DatasetError(
-        f'Cannot read split {split!r} of the synthetic dataset in {builder.data_dir}: {exc}. '
-        'Delete that folder and prepare it again.') from exc
+    return synthetic_tfds.SyntheticVps(config=config, data_dir=data_dir, **kwargs)
+  except OSError as exc:
+    raise errors.DatasetError(f'Cannot read the synthetic data directory {data_dir!r}: '
+                              f'{exc}.') from exc
+  except Exception as exc:  # pylint: disable=broad-except  # e.g. a protobuf ParseError
+    name = os.path.join(data_dir, 'synthetic_vps', config.name)
+    raise errors.DatasetError(clip_source.corrupt_message(name, exc)) from exc
 
 
 def _open_split(config, data_dir: str, split: str):

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import jax
 
+from hybrid_jax import errors
 from hybrid_jax import trained_models
 from hybrid_jax.data import datasets
 from hybrid_jax.data import pipeline
@@ -49,7 +50,16 @@ def train_stage(*, config, workdir: str, stage_name: str, stage_cfg, architectur
   """
   done = load_final(workdir, stage_name, architecture)
   if done is not None and loop_lib.stage_done(workdir, stage_name, stage_cfg.train.steps):
-    logging.info('[%s] already trained; loading %s', stage_name, trained_models.final_path(workdir, stage_name))
+    path = trained_models.final_path(workdir, stage_name)
+    bad = loop_lib.nonfinite_arrays(done[0])
+    if bad:
+      raise errors.TrainingDivergedError(
+          f'[{stage_name}] the finished stage in {os.path.dirname(path)} holds non-finite '
+          f'weights ({len(bad)} arrays, e.g. {bad[0]}), so it cannot be used. Delete '
+          f'{os.path.dirname(path)} and rerun to train it again.')
+    trained_models.check_hparams(done[1], metadata or {}, where=path,
+                                 preset=config.get('preset'))
+    logging.info('[%s] already trained; loading %s', stage_name, path)
     return done[0]
   loop_lib.prepare_stage_dir(workdir, stage_name)  # a bad workdir fails before compute
   train_cfg = stage_cfg.train
