@@ -167,6 +167,9 @@ def track_predictions(pred_dir: str, out_dir: str, *, variant: str = 'hybrid',
                   ('--images', images_dir if needs_images else None)):
     if d is not None and not os.path.isdir(d):
       raise errors.DatasetError(f'{name} {d} is not a folder.')
+  if os.path.isfile(out_dir):
+    raise errors.ConfigError(f'--out-dir {out_dir} is a file; give a folder for pred.json and '
+                             'pan_pred/.')
   if os.path.abspath(out_dir) == os.path.abspath(pred_dir):
     raise errors.ConfigError('--out-dir must differ from --pred-dir (the input would be '
                              'overwritten while it is read).')

@@ -186,6 +186,23 @@ def test_a_finished_stage_of_another_size_is_named_at_once(tiny_run, tmp_path, k
   assert open(os.path.join(wd, key.split('.')[0], 'final', 'metadata.json')).read() == before
 
 
+def test_a_finished_flow_stage_of_another_variant_is_named(tiny_run, tmp_path):
+  wd = _copy_run(tiny_run, tmp_path)
+  with pytest.raises(errors.CheckpointError) as info:
+    train.run(_tiny(mode='train_flow', **{'flow.variant': 'standard'}), wd)
+  msg = str(info.value)
+  assert "'raft_small'" in msg and "'raft_standard'" in msg and 'new --workdir' in msg
+
+
+def test_track_predictions_refuses_a_file_as_output_before_reading(tmp_path, capsys):
+  from hybrid_jax.cli import track_predictions
+  out = tmp_path / 'out'
+  out.write_text('keep me')
+  rc = track_predictions.main(['--pred-dir', str(tmp_path / 'in'), '--out-dir', str(out),
+                               '--variant', 'pixel', '--flow-dir', str(tmp_path)])
+  assert rc == 2 and 'is a file' in capsys.readouterr().err and out.read_text() == 'keep me'
+
+
 # ---- 6. Disk full ---------------------------------------------------------------------------
 
 def test_a_full_disk_is_one_message(tmp_path):

@@ -62,7 +62,9 @@ def load_pretrained(path: str, *, expect_architecture: str | tuple[str, ...] | N
     if meta.get('architecture') not in allowed:
       raise errors.CheckpointError(
           f'{path} holds weights for {meta.get("architecture")!r}, but the config asks for '
-          f'{" or ".join(map(repr, allowed))}.')
+          f'{" or ".join(map(repr, allowed))}. Pass the config these weights belong to, point '
+          'the config at other weights, or (for a stage of this run) use a new --workdir or '
+          f'delete {os.path.dirname(path)!r} to retrain it.')
   try:
     with ocp.StandardCheckpointer() as ckptr:
       tree = ckptr.restore(os.path.join(path, VARIABLES_DIR))
