@@ -241,7 +241,7 @@ def run_experiment(config, workdir: str, *, name: str,
   from hybrid_jax.data import datasets
   config_checks.check_config(config)
   workdir = workdirs.ensure_writable_dir(workdir)
-  data_dir = train.data_dir(config, workdir)
+  data_dir = workdirs.data_dir(config, workdir)
   with workdirs.locked(workdir):
     datasets.prepare(config, data_dir)
     models = train.train_stages(config, workdir)

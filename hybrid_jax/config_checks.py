@@ -66,6 +66,9 @@ def check_config(config) -> None:
   if config.mode not in MODES:
     _fail('mode', config.mode, f'must be one of {list(MODES)}.')
   _finite_everywhere(config)
+  if 'force_stages' in config:
+    from hybrid_jax import run_records  # noqa: PLC0415 (lazy)
+    run_records.parse_force_stages(config)
   _check_data(config)
   _check_stages(config)
   _check_track(config)

@@ -29,6 +29,9 @@ def base_config() -> ml_collections.ConfigDict:
   # the val split); outputs in <workdir>/track_video/<name>/ (hybrid_jax/user_video.py).
   c.input = ''
   c.seed = 0
+  # Stages to train again although the workdir holds them finished, e.g. 'track' or 'seg,flow'
+  # (a rerun otherwise names a finished stage that does not fit the config; run_records.py).
+  c.force_stages = ''
 
   # ---- data ---------------------------------------------------------------------------
   c.data = ml_collections.ConfigDict()

@@ -22,38 +22,21 @@ import os
 import time
 from typing import Callable
 
-import numpy as np
-
 from hybrid_jax import config_checks
 from hybrid_jax import console
 from hybrid_jax import errors
-from hybrid_jax import inference
+from hybrid_jax import run_records
 from hybrid_jax import trained_models
-from hybrid_jax import visualize
+from hybrid_jax import val_tracking
 from hybrid_jax import workdirs
-from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data import datasets
 from hybrid_jax.data import export as export_lib
-from hybrid_jax.data import official_format
 from hybrid_jax.evaluation import evaluate_official
 from hybrid_jax.evaluation import outputs as eval_outputs
 from hybrid_jax.evaluation import report as report_lib
 
-# The rows of the paper's Table I: (name, tracker variant, temporal consistency).
-TABLE_I_ROWS = (
-    ('Instance Tracker', 'instance', False),
-    ('Pixel Tracker', 'pixel', False),
-    ('HybridTracker', 'hybrid', False),
-    ('HybridTracker + w/ Temporal', 'hybrid', True),
-)
-GT_SUFFIX = ' (GT segments)'
-
-
-def data_dir(config, workdir: str) -> str:
-  """Where TFDS files live: config.data.dir, or <workdir>/data."""
-  if config.data.dir:
-    return os.path.abspath(os.path.expanduser(config.data.dir))
-  return os.path.join(workdir, 'data')
+TABLE_I_ROWS = val_tracking.TABLE_I_ROWS
+GT_SUFFIX = val_tracking.GT_SUFFIX
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,7 +45,7 @@ def data_dir(config, workdir: str) -> str:
 def train_seg(config, workdir: str) -> dict:
   """The segmenter of this run (trained, or loaded when its stage is done)."""
   from hybrid_jax.training.stages import train_segmenter  # pylint: disable=g-import-not-at-top
-  return train_segmenter.train_segmenter(config, workdir, data_dir(config, workdir))
+  return train_segmenter.train_segmenter(config, workdir, workdirs.data_dir(config, workdir))
 
 
 def train_flow(config, workdir: str) -> trained_models.FlowModel | None:
@@ -77,10 +60,10 @@ def train_flow(config, workdir: str) -> trained_models.FlowModel | None:
         'gt here.')
   if config.flow.source != 'raft':
     return None
-  source = datasets.get_source(config, 'val', data_dir(config, workdir))
+  source = datasets.get_source(config, 'val', workdirs.data_dir(config, workdir))
   if 'flow' in source[0]:
     from hybrid_jax.training.stages import train_flow as flow_stage  # lazy: loads RAFT
-    flow_stage.train_flow(config, workdir, data_dir(config, workdir))
+    flow_stage.train_flow(config, workdir, workdirs.data_dir(config, workdir))
   elif not config.flow.checkpoint:
     raise errors.ConfigError(
         f'{config.data.name} has no ground-truth flow to train RAFT on, so the pixel tracker '
@@ -95,7 +78,7 @@ def train_track(config, workdir: str, *, flow: trained_models.FlowModel | None =
   from hybrid_jax.training.stages import train_tracker  # pylint: disable=g-import-not-at-top
   if not flow_trained:
     flow = train_flow(config, workdir)
-  train_tracker.train_tracker(config, workdir, data_dir(config, workdir), flow_fn=flow)
+  train_tracker.train_tracker(config, workdir, workdirs.data_dir(config, workdir), flow_fn=flow)
 
 
 def train_stages(config, workdir: str) -> trained_models.TrainedModels:
@@ -108,130 +91,32 @@ def train_stages(config, workdir: str) -> trained_models.TrainedModels:
 
 
 # ---------------------------------------------------------------------------------------------
-# Tracking the val split.
-
-def _image_ids_by_video(gt_json: str) -> dict[str, list[str]]:
-  ids = sorted(str(img['id']) for img in official_format.read_json(gt_json)['images'])
-  return {vid: v for vid, v in official_format.group_by_video(ids, where=gt_json)}
-
-
-def _gt_layout(config, workdir: str) -> tuple[str, str]:
-  """The val split's ground truth in the official layout (exported once)."""
-  root = os.path.join(workdir, 'export')
-  paths = official_format.json_paths(root, 'val')
-  if not os.path.exists(paths['gt']):
-    export_lib.export_split(config, workdir, data_dir(config, workdir), split='val',
-                            out_root=root)
-  return os.path.join(root, 'val', 'panoptic_video'), paths['gt']
-
-
-def _slug(name: str) -> str:
-  return ''.join(ch if ch.isalnum() else '_' for ch in name.lower()).strip('_')
-
-
-def track_val(config, workdir: str, *, models: trained_models.TrainedModels | None = None
-              ) -> dict:
-  """Tracks every val clip with the Table I rows; writes official-format predictions.
-
-  On the synthetic data the same trackers also run on ground-truth per-frame segments (an
-  oracle segmenter), so the tracker comparison is readable when the segmenter is weak.
-  Returns {row name: {'pred_dir', 'seconds_tracking'}} plus the networks' timing under
-  '_networks' and the GIF under '_gif'.
-  """
-  models = models or train_stages(config, workdir)
-  table = categories_lib.get_categories(config.data.categories)
-  source = datasets.get_source(config, 'val', data_dir(config, workdir))
-  _, gt_json = _gt_layout(config, workdir)
-  ids_by_video = _image_ids_by_video(gt_json)
-  use_gt_flow = config.flow.source == 'gt'
-  trackers = {name: inference.make_tracker(
-      config.track, head=models.head, max_instances=config.data.max_instances,
-      categories=table, variant=variant, temporal=temporal)
-              for name, variant, temporal in TABLE_I_ROWS}
-  with_oracle = datasets.labels_on_every_frame(config)
-  names = list(trackers) + ([n + GT_SUFFIX for n in trackers] if with_oracle else [])
-  preds = {name: ([], []) for name in names}
-  seconds = dict.fromkeys(names, 0.0)
-  net_seconds = {'seg': 0.0, 'flow': 0.0}
-  frames_total = 0
-  gif_clip = None
-  for i in console.progress(range(len(source)), desc='track val', unit='clip'):
-    clip = source[i]
-    frames = np.asarray(clip['frames'])
-    p = inference.predict_clip(models, frames,
-                               given_flow=clip.get('flow') if use_gt_flow else None)
-    timed = i > 0 or len(source) == 1  # the first clip pays for compilation
-    if timed:
-      net_seconds['seg'] += p.seg_seconds
-      net_seconds['flow'] += p.flow_seconds
-      frames_total += len(frames)
-    lab = np.flatnonzero(clip['labelled'])
-    vid = str(clip['video_id'])
-    image_ids = ids_by_video.get(vid)
-    if image_ids is None or len(image_ids) != len(lab):
-      raise errors.DatasetError(f'Val clip {vid}: {len(lab)} labelled frames but the exported '
-                                f'ground truth lists {len(image_ids or [])}; delete '
-                                f'{os.path.dirname(gt_json)} and rerun.')
-    runs = [(name, tracker, p) for name, tracker in trackers.items()]
-    if with_oracle:
-      gt_seg = inference.ground_truth_segments(clip['panoptic'], table,
-                                               config.data.max_instances)
-      gt_pred = inference.ClipPredictions(gt_seg, p.flow, 0.0, p.flow_seconds)
-      runs += [(name + GT_SUFFIX, tracker, gt_pred) for name, tracker in trackers.items()]
-    for name, tracker, clip_preds in runs:
-      pan, sec = inference.track_clip(tracker, frames, clip_preds)
-      if timed:
-        seconds[name] += sec
-      preds[name][0].extend(image_ids)
-      preds[name][1].extend(pan[lab])
-      if i == 0 and name == TABLE_I_ROWS[-1][0]:
-        gif_clip = (frames, pan, clip['panoptic'])
-  out = {'_networks': {**net_seconds, 'frames': frames_total}}
-  for name, (ids, maps) in preds.items():
-    pred_dir = os.path.join(workdir, 'predictions', _slug(name))
-    official_format.write_predictions(pred_dir, ids, maps, table)
-    out[name] = {'pred_dir': pred_dir, 'seconds_tracking': seconds[name]}
-  if gif_clip is not None:
-    out['_gif'] = _write_tracking_gif(workdir, *gif_clip, table)
-  with open(os.path.join(workdir, 'predictions', 'timing.json'), 'w') as f:
-    json.dump(out, f, indent=2)
-  return out
-
-
-def _write_tracking_gif(workdir, frames, pred, gt, table) -> str:
-  pred_rgb = visualize.overlay(frames, visualize.colorize_panoptic(pred, table), 0.5, panoptic=pred)
-  gt_rgb = visualize.overlay(frames, visualize.colorize_panoptic(gt, table), 0.5, panoptic=gt)
-  rows = [visualize.compose_strip([[frames[t], pred_rgb[t], gt_rgb[t]]], 2)
-          for t in range(len(frames))]
-  path = os.path.join(workdir, 'tracked_val_clip.gif')
-  visualize.write_gif(path, rows, fps=6)
-  return path
-
-
-# ---------------------------------------------------------------------------------------------
 # Evaluation and the report.
 
 def evaluate(config, workdir: str, *, tracked: dict | None = None) -> list[dict]:
   """VPQ / STQ of every row's predictions (the official-file path); writes report.md."""
   if tracked is None:
-    timing = os.path.join(workdir, 'predictions', 'timing.json')
-    if not os.path.exists(timing):
-      raise errors.WorkdirError(f'No predictions in {workdir}/predictions; run mode=track first '
-                                '(or the full pipeline, mode=all).')
-    with open(timing) as f:
-      tracked = json.load(f)
-  gt_dir, gt_json = _gt_layout(config, workdir)
+    tracked = val_tracking.load_tracked(workdir)
+  gt_dir, gt_json = val_tracking.gt_layout(config, workdir)
   metrics = tuple(m.strip() for m in config.eval.metrics.split(',') if m.strip())
   net = tracked['_networks']
   rows = []
   names = [(name, variant) for name, variant, _ in TABLE_I_ROWS]
   names += [(name + GT_SUFFIX, variant) for name, variant, _ in TABLE_I_ROWS
             if name + GT_SUFFIX in tracked]
-  for name, variant in names:
-    res = evaluate_official(gt_dir, gt_json, tracked[name]['pred_dir'],
-                            dataset=config.eval.dataset, metrics=metrics,
-                            frames_per_video=None)  # videos by image-id prefix (VVVV_...)
-    eval_outputs.write_json(res, os.path.join(tracked[name]['pred_dir'], 'eval.json'))
+  record = run_records.relevant(config, 'evaluation')
+  for name, variant in console.progress(names, desc='evaluate', unit='row'):
+    pred_dir = tracked[name]['pred_dir']
+    eval_path = os.path.join(pred_dir, 'eval.json')
+    if (run_records.read(os.path.join(pred_dir, run_records.RECORD_FILE)) == record
+        and os.path.exists(eval_path)):
+      res = run_records.read(eval_path)  # evaluated before an interruption
+    else:
+      res = evaluate_official(gt_dir, gt_json, pred_dir, dataset=config.eval.dataset,
+                              metrics=metrics,
+                              frames_per_video=None)  # videos by image-id prefix (VVVV_...)
+      eval_outputs.write_json(res, eval_path)
+      run_records.write(os.path.join(pred_dir, run_records.RECORD_FILE), record)
     seconds = tracked[name]['seconds_tracking'] + (0 if name.endswith(GT_SUFFIX) else net['seg'])
     if variant in trained_models.NEEDS_FLOW:
       seconds += net['flow']
@@ -241,11 +126,26 @@ def evaluate(config, workdir: str, *, tracked: dict | None = None) -> list[dict]
       workdir, rows, title=f'HybridTracker on {config.data.name} (val split)',
       notes=_notes(workdir), reference_table=config.eval.reference_table,
       gif=tracked.get('_gif'))
+  eval_outputs.write_json({'record': record, 'report': os.path.basename(report), 'rows': rows},
+                          os.path.join(workdir, run_records.REPORT_RECORD))
   logging.info('Wrote %s', report)
+  _print_rows(report, rows)
+  return rows
+
+
+def _print_rows(report: str, rows) -> None:
   print(f'Wrote {report}')
   for row in rows:
     print(f'{row["name"]:30s} VPQ {row["results"]["vpq"]["final"]["all"]["pq"]:.1f}')
-  return rows
+
+
+def finished_report(config, workdir: str) -> list[dict] | None:
+  """The rows of the report this config already produced in `workdir`, or None."""
+  done = run_records.read(os.path.join(workdir, run_records.REPORT_RECORD))
+  if (done is None or done.get('record') != run_records.relevant(config, 'evaluation')
+      or not os.path.exists(os.path.join(workdir, 'report.md'))):
+    return None
+  return done['rows']
 
 
 def _notes(workdir: str) -> list[str]:
@@ -270,27 +170,34 @@ def _notes(workdir: str) -> list[str]:
 # The modes.
 
 def train_and_evaluate(config, workdir: str) -> list[dict]:
-  """mode=all: the whole pipeline; resumes every stage."""
+  """mode=all: the whole pipeline; resumes every stage, and does nothing when it is done."""
   t0 = time.time()
-  datasets.prepare(config, data_dir(config, workdir))
+  rows = finished_report(config, workdir)
+  if rows is not None:
+    report = os.path.join(workdir, 'report.md')
+    print(f'{workdir} already holds the finished run of this config; nothing to do. Change a '
+          'setting, or use a new --workdir, to run again.')
+    _print_rows(report, rows)
+    return rows
+  datasets.prepare(config, workdirs.data_dir(config, workdir))
   models = train_stages(config, workdir)
-  tracked = track_val(config, workdir, models=models)
+  tracked = val_tracking.track_val(config, workdir, load_models=lambda: models)
   rows = evaluate(config, workdir, tracked=tracked)
   logging.info('Pipeline finished in %.0f s.', time.time() - t0)
   return rows
 
 
 def mode_data(config, workdir):
-  return datasets.prepare(config, data_dir(config, workdir))
+  return datasets.prepare(config, workdirs.data_dir(config, workdir))
 
 
 def mode_show(config, workdir):
   from hybrid_jax.data import show  # pylint: disable=g-import-not-at-top
-  return show.show_clip(config, workdir, data_dir(config, workdir))
+  return show.show_clip(config, workdir, workdirs.data_dir(config, workdir))
 
 
 def mode_export(config, workdir):
-  return export_lib.export_split(config, workdir, data_dir(config, workdir))
+  return export_lib.export_split(config, workdir, workdirs.data_dir(config, workdir))
 
 
 def mode_track(config, workdir):
@@ -299,6 +206,12 @@ def mode_track(config, workdir):
     from hybrid_jax import user_video  # pylint: disable=g-import-not-at-top
     return user_video.track_video(config, workdir, config.input)
   return track_val(config, workdir)
+
+
+def track_val(config, workdir: str) -> dict:
+  """mode=track without an input: the val split, training the stages that are missing."""
+  return val_tracking.track_val(config, workdir,
+                                load_models=lambda: train_stages(config, workdir))
 
 
 MODES: dict[str, Callable] = {
@@ -322,6 +235,8 @@ def run(config, workdir: str):
   logging.info('mode=%s workdir=%s', config.mode, workdir)
   # Process 0 holds the lock for the whole job (the others share its workdir).
   with workdirs.locked(workdir, enabled=_process_index() == 0):
+    if config.mode not in ('data', 'show', 'export'):
+      run_records.check_stages(config, workdir)
     return MODES[config.mode](config, workdir)
 
 

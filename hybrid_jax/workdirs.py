@@ -17,6 +17,13 @@ import warnings
 from hybrid_jax import errors
 
 
+def data_dir(config, workdir: str) -> str:
+  """Where TFDS files live: config.data.dir, or <workdir>/data."""
+  if config.data.dir:
+    return os.path.abspath(os.path.expanduser(config.data.dir))
+  return os.path.join(workdir, 'data')
+
+
 def ensure_writable_dir(path: str) -> str:
   """Creates `path` (and parents), writes and removes a probe file; returns the absolute path.
 

@@ -170,37 +170,43 @@ def test_a_stale_lock_is_taken_over(tmp_path):
 # ---- 5. A finished stage with another model size --------------------------------------------
 
 @pytest.mark.parametrize('key,value,named', [
-    ('track.hidden_dim', 64, 'hidden_dim=32'),
-    ('seg.backbone', 'resnet_small', "backbone='resnet_tiny'"),
+    ('track.hidden_dim', 64, 'track.hidden_dim: 32 -> 64'),
+    ('seg.backbone', 'resnet_small', "seg.backbone: 'resnet_tiny' -> 'resnet_small'"),
+    ('flow.variant', 'standard', "flow.variant: 'small' -> 'standard'"),
 ])
 def test_a_finished_stage_of_another_size_is_named_at_once(tiny_run, tmp_path, key, value,
                                                            named):
   wd = _copy_run(tiny_run, tmp_path)
-  mode = 'train_track' if key.startswith('track') else 'train_seg'
-  before = open(os.path.join(wd, key.split('.')[0], 'final', 'metadata.json')).read()
+  stage = key.split('.')[0]
+  mode = {'track': 'train_track', 'seg': 'train_seg', 'flow': 'train_flow'}[stage]
+  before = open(os.path.join(wd, stage, 'final', 'metadata.json')).read()
   t0 = time.time()
-  with pytest.raises(errors.CheckpointError) as info:
+  with pytest.raises(errors.ConfigError) as info:
     train.run(_tiny(mode=mode, **{key: value}), wd)
   assert time.time() - t0 < 30
-  assert named in str(info.value) and 'new --workdir' in str(info.value)
-  assert open(os.path.join(wd, key.split('.')[0], 'final', 'metadata.json')).read() == before
-
-
-def test_a_finished_flow_stage_of_another_variant_is_named(tiny_run, tmp_path):
-  wd = _copy_run(tiny_run, tmp_path)
-  with pytest.raises(errors.CheckpointError) as info:
-    train.run(_tiny(mode='train_flow', **{'flow.variant': 'standard'}), wd)
   msg = str(info.value)
-  assert "'raft_small'" in msg and "'raft_standard'" in msg and 'new --workdir' in msg
+  assert named in msg and 'new --workdir' in msg and '--config.force_stages=' in msg
+  assert open(os.path.join(wd, stage, 'final', 'metadata.json')).read() == before
 
 
-def test_track_predictions_refuses_a_file_as_output_before_reading(tmp_path, capsys):
-  from hybrid_jax.cli import track_predictions
-  out = tmp_path / 'out'
-  out.write_text('keep me')
-  rc = track_predictions.main(['--pred-dir', str(tmp_path / 'in'), '--out-dir', str(out),
-                               '--variant', 'pixel', '--flow-dir', str(tmp_path)])
-  assert rc == 2 and 'is a file' in capsys.readouterr().err and out.read_text() == 'keep me'
+def test_an_export_without_a_record_is_still_checked(tiny_run, tmp_path):
+  """Workdirs of older versions have no records: the export's metadata still names the key."""
+  wd = _copy_run(tiny_run, tmp_path)
+  os.remove(os.path.join(wd, 'track', 'record.json'))
+  with pytest.raises(errors.CheckpointError, match='hidden_dim=32 but this config has 64'):
+    train.run(_tiny(mode='train_track', **{'track.hidden_dim': 64}), wd)
+
+
+def test_force_stages_trains_the_stage_again(tiny_run, tmp_path):
+  wd = _copy_run(tiny_run, tmp_path)
+  seg_before = open(os.path.join(wd, 'seg', 'record.json')).read()
+  train.run(_tiny(mode='train_track', force_stages='track', **{'track.hidden_dim': 64}), wd)
+  head = trained_models.load_head(trained_models.final_path(wd, 'track'))
+  assert head.hparams['hidden_dim'] == 64
+  assert open(os.path.join(wd, 'seg', 'record.json')).read() == seg_before  # kept
+  assert not os.path.exists(os.path.join(wd, 'predictions'))  # tracked again next time
+  with pytest.raises(errors.ConfigError, match='force_stages'):
+    train.run(_tiny(mode='data', force_stages='segmenter'), wd)
 
 
 # ---- 6. Disk full ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from PIL import Image
 from configs import synthetic
 from hybrid_jax import errors
 from hybrid_jax import train as train_lib
+from hybrid_jax import workdirs
 from hybrid_jax.data import categories
 from hybrid_jax.data import datasets
 from hybrid_jax.data import official_format
@@ -38,8 +39,8 @@ def _config(mode, **data):
 
 def test_data_mode_prepares_both_splits(workdir):
   c = _config('data')
-  train = datasets.get_source(c, 'train', train_lib.data_dir(c, workdir))
-  val = datasets.get_source(c, 'val', train_lib.data_dir(c, workdir))
+  train = datasets.get_source(c, 'train', workdirs.data_dir(c, workdir))
+  val = datasets.get_source(c, 'val', workdirs.data_dir(c, workdir))
   assert (len(train), len(val)) == (c.data.num_train_clips, c.data.num_val_clips)
   clip = val[0]
   assert clip['frames'].shape == (c.data.clip_length, c.data.height, c.data.width, 3)
@@ -71,7 +72,7 @@ def test_export_round_trip_equals_builder(workdir):
     gt = json.load(f)
   assert len(gt['annotations']) == 2 * c.data.num_val_clips  # 2 labelled frames per clip
   back = official_format.read_split(root, 'val', frames_per_video=c.data.clip_length)
-  source = datasets.get_source(c, 'val', train_lib.data_dir(c, workdir))
+  source = datasets.get_source(c, 'val', workdirs.data_dir(c, workdir))
   assert len(back) == len(source)
   for i, clip in enumerate(back):
     ref = source[i]

@@ -24,6 +24,8 @@ from configs import synthetic as synthetic_config
 from hybrid_jax import train
 from hybrid_jax import trained_models
 from hybrid_jax import user_video
+from hybrid_jax import val_tracking
+from hybrid_jax import workdirs
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data import datasets
 from hybrid_jax.data import official_format
@@ -94,7 +96,7 @@ def _record_trackers(monkeypatch) -> list[dict]:
 def test_tracking_a_frame_folder_equals_the_val_tracking(runs, no_match, tmp_path, monkeypatch):
   workdir = runs[no_match]
   config = _config(no_match)
-  source = datasets.get_source(config, 'val', train.data_dir(config, workdir))
+  source = datasets.get_source(config, 'val', workdirs.data_dir(config, workdir))
   clip = source[0]
   folder = tmp_path / 'val_clip'
   folder.mkdir()
@@ -106,10 +108,13 @@ def test_tracking_a_frame_folder_equals_the_val_tracking(runs, no_match, tmp_pat
   ids_of_clip = [i for i in all_ids if official_format.video_id_of(i) == str(clip['video_id'])]
   assert len(ids_of_clip) == len(lab) > 0
   # What mode=all wrote, read before anything else runs in this workdir.
-  val_of_row = {name: _canonical(os.path.join(workdir, 'predictions', train._slug(name)),
+  val_of_row = {name: _canonical(os.path.join(workdir, 'predictions', val_tracking._slug(name)),
                                  ids_of_clip) for name, _, _ in train.TABLE_I_ROWS}
   built = _record_trackers(monkeypatch)
-  train.run(_config(no_match, mode='track'), workdir)  # the val split, as mode=all tracks it
+  # Track the val split again, as mode=all does (its finished tracking would be reused).
+  os.remove(os.path.join(workdir, 'predictions', 'record.json'))
+  shutil.rmtree(os.path.join(workdir, 'predictions', 'clips'))
+  train.run(_config(no_match, mode='track'), workdir)
   val_trackers = list(built)
   assert [(b['variant'], b['temporal']) for b in val_trackers] == [
       (v, t) for _, v, t in train.TABLE_I_ROWS]

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import jax
 
 from hybrid_jax import errors
+from hybrid_jax import run_records
 from hybrid_jax import trained_models
 from hybrid_jax.data import datasets
 from hybrid_jax.data import pipeline
@@ -41,10 +42,13 @@ def train_stage(*, config, workdir: str, stage_name: str, stage_cfg, architectur
                 frozen: Sequence[str] = (), no_weight_decay: Sequence[str] = (),
                 eval_fn=None, eval_every_steps: int = 0,
                 metadata: Mapping[str, Any] | None = None,
-                compiler_options: Mapping[str, Any] | None = None) -> dict:
+                compiler_options: Mapping[str, Any] | None = None,
+                record: bool = True) -> dict:
   """Trains `variables['params']` (and batch_stats) for `stage_cfg.train.steps` steps.
 
   `compiler_options` go to the jitted train step only (see `training.step.make_train_step`).
+  `record`: write the stage's `run_records` record when it finishes (a stage with more to do
+  afterwards, like the tracker's fusion fit, records itself).
 
   Returns the trained variables ({'params', 'batch_stats'?}) as host numpy trees.
   """
@@ -87,6 +91,8 @@ def train_stage(*, config, workdir: str, stage_name: str, stage_cfg, architectur
       shutil.rmtree(path)
     pretrained.save_pretrained(path, out, {'architecture': architecture, 'stage': stage_name,
                                            'steps': int(train_cfg.steps), **(metadata or {})})
+    if record:
+      run_records.record_stage(config, workdir, stage_name)
   return out
 
 

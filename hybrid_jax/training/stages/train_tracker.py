@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hybrid_jax import run_records
 from hybrid_jax import trained_models
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data import datasets
@@ -92,7 +93,7 @@ def train_tracker(config, workdir: str, data_dir: str, *,
   out = common.train_stage(
       config=config, workdir=workdir, stage_name=STAGE, stage_cfg=config.track,
       architecture=ARCHITECTURE, variables={'params': params}, loss_fn=make_loss_fn(config, model),
-      make_data_iterator=make_iterator,
+      make_data_iterator=make_iterator, record=False,
       metadata={'loss': config.track.loss, 'canvas': list(config.track.canvas),
                 'pool': int(config.track.pool), 'hidden_dim': int(config.track.hidden_dim),
                 'embed_dim': int(config.track.embed_dim), 'use_image': True,
@@ -100,6 +101,8 @@ def train_tracker(config, workdir: str, data_dir: str, *,
   head_params = out['params']
   dustbin = trained_models.dustbin_logit_of(head_params, config.track.no_match)
   fit_fusion(config, workdir, source, table, model, head_params, dustbin, flow_fn=flow_fn)
+  if jax.process_index() == 0:
+    run_records.record_stage(config, workdir, STAGE)
 
 
 def fit_fusion(config, workdir, source, table, model, head_params, dustbin, *, flow_fn=None):

@@ -1,0 +1,152 @@
+"""What a workdir holds, and for which config: so a rerun does no work twice, and a changed
+config never silently reuses results it does not fit.
+
+Every finished piece of a run writes a record of the config values that decide its result:
+
+- a training stage (`seg`, `flow`, `track`): ``<workdir>/<stage>/record.json``;
+- the val tracking: ``<workdir>/predictions/record.json`` (and one file per finished clip);
+- the evaluation: ``<workdir>/report.json`` (the report's rows, to show again).
+
+`check_stages` compares them with the current config before any work. A finished stage
+trained with other values is named with the keys that differ; ``--config.force_stages=a,b``
+trains those stages (and what was built on them) again in the same workdir. Tracking and
+evaluation are simply redone when their values changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from typing import Any, Mapping
+
+from hybrid_jax import errors
+
+STAGES = ('seg', 'flow', 'track')
+RECORD_FILE = 'record.json'
+REPORT_RECORD = 'report.json'
+# Stages whose results are built on another's (the fusion conv is fitted on RAFT's flow).
+DOWNSTREAM = {'seg': (), 'flow': ('track',), 'track': ()}
+# Values that never change a result: where things live, how often to log, multi-host setup.
+_IGNORED = {'mode', 'input', 'show', 'distributed', 'train', 'force_stages', 'preset',
+            'data.dir', 'data.root', 'data.worker_count'}
+# Tracker settings used at tracking time only (not by the track stage's training).
+_TRACKING_ONLY = ('variant', 'temporal', 'mutual_check', 'threshold', 'temporal_threshold',
+                  'memory_frames', 'matcher')
+
+
+def _flat(tree: Mapping, prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    path = f'{prefix}{key}'
+    if hasattr(value, 'items'):
+      out.update(_flat(value, path + '.'))
+    else:
+      out[path] = list(value) if isinstance(value, tuple) else value
+  return out
+
+
+def relevant(config, what: str) -> dict[str, Any]:
+  """The flat config values that decide `what`: a stage, 'tracking' or 'evaluation'."""
+  flat = {k: v for k, v in _flat(config.to_dict()).items()
+          if k not in _IGNORED and k.split('.')[0] not in _IGNORED}
+  data = {k: v for k, v in flat.items() if k.startswith('data.') or k == 'seed'}
+  if what == 'seg':
+    return {**data, **{k: v for k, v in flat.items()
+                       if k.startswith('seg.') and k != 'seg.test_scales'}}
+  if what == 'flow':
+    return {**data, **{k: v for k, v in flat.items()
+                       if k.startswith('flow.') and k != 'flow.iters'}}
+  if what == 'track':  # the head, and the fusion fitted on the run's flow
+    track = {k: v for k, v in flat.items() if k.startswith('track.')
+             and k.split('.')[1] not in _TRACKING_ONLY}
+    flow = {k: v for k, v in flat.items() if k.startswith('flow.')}
+    return {**data, **track, **flow}
+  if what == 'tracking':
+    return {k: v for k, v in flat.items() if not k.startswith('eval.')}
+  if what == 'evaluation':
+    return flat
+  raise ValueError(what)
+
+
+def read(path: str) -> dict | None:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def write(path: str, record: Mapping[str, Any]) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(record, f, indent=1, sort_keys=True)
+  os.replace(tmp, path)  # never a half-written record
+
+
+def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+  """'key: recorded -> current' for every value that differs (keys on either side)."""
+  out = []
+  for key in sorted(set(recorded) | set(current)):
+    a, b = recorded.get(key, '<absent>'), current.get(key, '<absent>')
+    if a != b:
+      out.append(f'{key}: {a!r} -> {b!r}')
+  return out
+
+
+def stage_record_path(workdir: str, stage: str) -> str:
+  return os.path.join(workdir, stage, RECORD_FILE)
+
+
+def record_stage(config, workdir: str, stage: str) -> None:
+  """Called when a stage has finished: what it was trained with."""
+  write(stage_record_path(workdir, stage), relevant(config, stage))
+
+
+def parse_force_stages(config) -> tuple[str, ...]:
+  raw = str(config.get('force_stages', '') or '')
+  stages = tuple(s.strip() for s in raw.split(',') if s.strip())
+  bad = [s for s in stages if s not in STAGES]
+  if bad:
+    raise errors.ConfigError(f'config.force_stages={raw!r}: {bad} are not stages; name some of '
+                             f'{list(STAGES)}, comma-separated.')
+  return stages
+
+
+def check_stages(config, workdir: str) -> None:
+  """Before any work: a finished stage that does not fit the config is an error naming it.
+
+  Stages in config.force_stages (and the stages built on them) are removed instead, so they
+  are trained again; the val tracking and the report are redone after them.
+  """
+  forced = set(parse_force_stages(config))
+  for stage in list(forced):
+    forced.update(DOWNSTREAM[stage])
+  for stage in STAGES:
+    stage_dir = os.path.join(workdir, stage)
+    if stage in forced:
+      if os.path.isdir(stage_dir):
+        logging.warning('force_stages: removing %s to train the %s stage again.', stage_dir,
+                        stage)
+        shutil.rmtree(stage_dir)
+      continue
+    recorded = read(stage_record_path(workdir, stage))
+    if recorded is None:
+      continue
+    diff = differences(recorded, relevant(config, stage))
+    if diff:
+      shown = '; '.join(diff[:6]) + (f'; and {len(diff) - 6} more' if len(diff) > 6 else '')
+      again = ','.join([stage] + list(DOWNSTREAM[stage]))
+      raise errors.ConfigError(
+          f'The finished {stage!r} stage in {workdir} was trained with other settings ({shown}). '
+          f'Use a new --workdir for this config, or pass --config.force_stages={again} to train '
+          'it again here (the tracking and the report are redone after it).')
+  if forced:
+    for name in ('predictions', REPORT_RECORD):
+      path = os.path.join(workdir, name)
+      if os.path.isdir(path):
+        shutil.rmtree(path)
+      elif os.path.exists(path):
+        os.remove(path)
