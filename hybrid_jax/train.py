@@ -42,10 +42,27 @@ GT_SUFFIX = val_tracking.GT_SUFFIX
 # ---------------------------------------------------------------------------------------------
 # Training stages.
 
+def _stage_summary(workdir: str, stage: str) -> str:
+  """The stage's key number for its console line (from its eval.json / metadata)."""
+  if stage == 'seg':
+    ev = run_records.read(os.path.join(workdir, 'seg', 'eval.json'))
+    return ev and (f'val PQ {ev["ours"]["all"]:.1f} (things {ev["ours"]["things"]:.1f}, '
+                   f'stuff {ev["ours"]["stuff"]:.1f})')
+  if stage == 'flow':
+    ev = run_records.read(os.path.join(workdir, 'flow', 'eval.json'))
+    return ev and f'val EPE {ev["epe"]:.3f} px (zero flow {ev["epe_zero_flow"]:.3f} px)'
+  meta = run_records.read(os.path.join(workdir, 'track', trained_models.FUSION_DIR,
+                                       'metadata.json'))
+  return meta and f'fusion loss {meta["loss_first"]:.3f} -> {meta["loss_last"]:.3f}'
+
+
 def train_seg(config, workdir: str) -> dict:
   """The segmenter of this run (trained, or loaded when its stage is done)."""
   from hybrid_jax.training.stages import train_segmenter  # pylint: disable=g-import-not-at-top
-  return train_segmenter.train_segmenter(config, workdir, workdirs.data_dir(config, workdir))
+  with console.stage('seg', 'the PanopticFCN segmenter') as line:
+    out = train_segmenter.train_segmenter(config, workdir, workdirs.data_dir(config, workdir))
+    line['summary'] = _stage_summary(workdir, 'seg')
+  return out
 
 
 def train_flow(config, workdir: str) -> trained_models.FlowModel | None:
@@ -63,7 +80,9 @@ def train_flow(config, workdir: str) -> trained_models.FlowModel | None:
   source = datasets.get_source(config, 'val', workdirs.data_dir(config, workdir))
   if 'flow' in source[0]:
     from hybrid_jax.training.stages import train_flow as flow_stage  # lazy: loads RAFT
-    flow_stage.train_flow(config, workdir, workdirs.data_dir(config, workdir))
+    with console.stage('flow', 'RAFT on the ground-truth flow') as line:
+      flow_stage.train_flow(config, workdir, workdirs.data_dir(config, workdir))
+      line['summary'] = _stage_summary(workdir, 'flow')
   elif not config.flow.checkpoint:
     raise errors.ConfigError(
         f'{config.data.name} has no ground-truth flow to train RAFT on, so the pixel tracker '
@@ -78,7 +97,10 @@ def train_track(config, workdir: str, *, flow: trained_models.FlowModel | None =
   from hybrid_jax.training.stages import train_tracker  # pylint: disable=g-import-not-at-top
   if not flow_trained:
     flow = train_flow(config, workdir)
-  train_tracker.train_tracker(config, workdir, workdirs.data_dir(config, workdir), flow_fn=flow)
+  with console.stage('track', 'the instance embedding head and the fusion conv') as line:
+    train_tracker.train_tracker(config, workdir, workdirs.data_dir(config, workdir),
+                                flow_fn=flow)
+    line['summary'] = _stage_summary(workdir, 'track')
 
 
 def train_stages(config, workdir: str) -> trained_models.TrainedModels:
@@ -179,10 +201,18 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
           'setting, or use a new --workdir, to run again.')
     _print_rows(report, rows)
     return rows
-  datasets.prepare(config, workdirs.data_dir(config, workdir))
+  with console.stage('data', f'the {config.data.name} dataset') as line:
+    datasets.prepare(config, workdirs.data_dir(config, workdir))
+    line['summary'] = workdirs.data_dir(config, workdir)
   models = train_stages(config, workdir)
-  tracked = val_tracking.track_val(config, workdir, load_models=lambda: models)
-  rows = evaluate(config, workdir, tracked=tracked)
+  with console.stage('track val', 'tracking the val clips with the Table I rows') as line:
+    tracked = val_tracking.track_val(config, workdir, load_models=lambda: models)
+    net = tracked['_networks']
+    line['summary'] = f'{net["frames"]} timed frames'
+  with console.stage('eval', 'VPQ and STQ of every row') as line:
+    rows = evaluate(config, workdir, tracked=tracked)
+    line['summary'] = ', '.join(f'{r["name"]} VPQ {r["results"]["vpq"]["final"]["all"]["pq"]:.1f}'
+                                for r in rows if r['name'] == TABLE_I_ROWS[-1][0])
   logging.info('Pipeline finished in %.0f s.', time.time() - t0)
   return rows
 

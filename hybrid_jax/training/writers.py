@@ -158,7 +158,8 @@ class Progress:
     self._bar = None
     if use_tqdm:
       from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-      self._bar = tqdm(total=num_steps, initial=start_step, desc=desc, dynamic_ncols=True)
+      from hybrid_jax import console  # pylint: disable=g-import-not-at-top
+      self._bar = tqdm(total=num_steps, initial=start_step, desc=desc, **console.bar_width())
 
   def update(self, step: int, postfix: Mapping[str, float] | None = None) -> None:
     """Advances the bar to `step` (steps completed)."""

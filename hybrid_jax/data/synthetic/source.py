@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -68,11 +67,9 @@ def prepare_synthetic(data_cfg: Any, data_dir: str, *, progress: bool = True) ->
   builder = _builder(config, data_dir, progress=progress)
   if builder.is_prepared():
     return
-  # TFDS prints a "Downloading and preparing" banner on stdout: keep stdout for results and
-  # show the banner (on stderr) only where our progress bars show too.
-  show = progress and sys.stderr.isatty()
-  with _tfds_bars(False), open(os.devnull, 'w') as devnull, contextlib.redirect_stdout(
-      sys.stderr if show else devnull):
+  # TFDS prints a "Downloading and preparing" banner on stdout: the stage line says it, and
+  # stdout is kept for results. Our own per-clip bar (tfds_builder) shows on a terminal.
+  with _tfds_bars(False), open(os.devnull, 'w') as devnull, contextlib.redirect_stdout(devnull):
     clip_source.remove_incomplete(os.path.dirname(str(builder.data_dir)))
     builder.download_and_prepare()
 
