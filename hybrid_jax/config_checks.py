@@ -119,6 +119,8 @@ def _check_stages(config) -> None:
     pfcn_build.check_test_scales(config.seg.test_scales)
   if 'seg' in config and 'position_deform' in config.seg:
     _choice(config.seg, 'position_deform', 'seg', ('v2', 'v1', 'none'))
+  if 'seg' in config and 'eval_every_steps' in config.seg:
+    _at_least(config.seg, 'eval_every_steps', 'seg', 0)
   if 'seg' in config:
     from hybrid_jax.models import resnet  # noqa: PLC0415 (lazy)
     _choice(config.seg, 'backbone', 'seg', tuple(resnet.RESNETS))

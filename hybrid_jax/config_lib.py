@@ -77,6 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
   # ~3x slower to train on a CPU; the CPU presets use a plain conv ('none').
   c.seg.position_deform = 'none'
   c.seg.train = stage_train(500, 8, 1e-3, warmup_steps=50)
+  c.seg.eval_every_steps = 0  # > 0: val PQ every N steps (a learning curve in metrics.jsonl)
 
   # ---- optical flow (RAFT) -------------------------------------------------------------
   c.flow = ml_collections.ConfigDict()

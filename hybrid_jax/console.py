@@ -52,8 +52,9 @@ def stage(name: str, what: str):
     say(f'[{name}] stopped after {_duration(time.perf_counter() - t0)}')
     raise
   summary = result.get('summary')
-  say(f'[{name}] done in {_duration(time.perf_counter() - t0)}' + (f': {summary}' if summary
-                                                                   else ''))
+  seconds = time.perf_counter() - t0
+  logging.info('stage_seconds %s %.2f', name.replace(' ', '_'), seconds)  # for profiles
+  say(f'[{name}] done in {_duration(seconds)}' + (f': {summary}' if summary else ''))
 
 
 def progress(iterable: Iterable | None = None, *, desc: str, unit: str = 'it',

@@ -103,3 +103,17 @@ def test_cli_data_mode_runs(tmp_path):
   assert r.returncode == 0, r.stderr[-2000:]
   assert any(name.startswith('synthetic_vps')
              for name in os.listdir(os.path.join(str(tmp_path), 'data')))
+
+
+def test_the_segmenter_learning_curve_is_logged(workdir, tmp_path):
+  c = _config('train_seg')
+  c.data.dir = workdirs.data_dir(c, workdir)  # the module's prepared data
+  c.seg.eval_every_steps = 2
+  wd = str(tmp_path / 'curve')
+  train_lib.run(c, wd)
+  with open(os.path.join(wd, 'seg', 'metrics.jsonl')) as f:
+    records = [json.loads(line) for line in f]
+  curve = [(r['step'], r['eval/pq']) for r in records if 'eval/pq' in r]
+  assert [s for s, _ in curve] == [2, 3]  # every 2 steps and at the end (3 steps)
+  assert all(0.0 <= pq <= 100.0 for _, pq in curve)
+  assert all('eval/pq_things' in r for r in records if 'eval/pq' in r)

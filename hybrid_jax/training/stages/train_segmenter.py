@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from hybrid_jax import errors
+from hybrid_jax import inference
 from hybrid_jax import trained_models
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data import datasets
@@ -23,6 +24,7 @@ from hybrid_jax.evaluation import evaluate_pq_arrays
 from hybrid_jax.models.panoptic_fcn import build as pfcn_build
 from hybrid_jax.losses import panoptic as panoptic_losses
 from hybrid_jax.models.panoptic_fcn import segment as pfcn_segment
+from hybrid_jax.training import step as step_lib
 from hybrid_jax.training.stages import common
 
 STAGE = trained_models.SEG_STAGE
@@ -52,10 +54,12 @@ def train_segmenter(config, workdir: str, data_dir: str) -> dict:
   make_iterator = lambda start_step: data_iterator(config, source, start_step)  # noqa: E731
 
   variables, frozen = pfcn_build.initial_variables(config, model)
+  every = int(config.seg.get('eval_every_steps', 0) or 0)
+  eval_fn = _learning_curve(config, model, source, table, data_dir) if every else None
   out = common.train_stage(
       config=config, workdir=workdir, stage_name=STAGE, stage_cfg=config.seg,
       architecture=ARCHITECTURE, variables=variables, loss_fn=make_loss_fn(model),
-      make_data_iterator=make_iterator, frozen=frozen,
+      make_data_iterator=make_iterator, frozen=frozen, eval_fn=eval_fn, eval_every_steps=every,
       metadata={'backbone': config.seg.backbone, 'categories': config.data.categories})
   eval_path = os.path.join(workdir, STAGE, 'eval.json')
   if jax.process_index() == 0 and not os.path.exists(eval_path):
@@ -69,17 +73,17 @@ def train_segmenter(config, workdir: str, data_dir: str) -> dict:
   return out
 
 
-def segment_clip(segment_fn, variables, frames, *, batch: int = 4) -> dict:
-  """Runs the jitted segmenter over frames [T, H, W, 3]; returns numpy outputs [T, ...]."""
-  outs = []
-  for s in range(0, len(frames), batch):
-    chunk = np.asarray(frames[s:s + batch])
-    n = len(chunk)
-    if n < batch:  # pad so every call has the same shape (one compilation)
-      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, 0)], 0)
-    out = jax.device_get(segment_fn(variables, chunk))
-    outs.append({k: v[:n] for k, v in out.items()})
-  return {k: np.concatenate([o[k] for o in outs], 0) for k in outs[0]}
+def _learning_curve(config, model, train_source, table, data_dir):
+  """eval_fn for the loop: val PQ during training (written to metrics.jsonl / TensorBoard)."""
+  val = datasets.get_source(config, 'val', data_dir)
+
+  def eval_fn(state):
+    variables = {'params': step_lib.to_host(state.params),
+                 'batch_stats': step_lib.to_host(state.batch_stats)}
+    ev = evaluate_segmenter(variables, model, val, train_source, table,
+                            dataset=config.eval.dataset, with_baseline=False)['ours']
+    return {'pq': ev['all'], 'pq_things': ev['things'], 'pq_stuff': ev['stuff']}
+  return eval_fn
 
 
 def majority_stuff_class(source, table) -> int:
@@ -94,8 +98,9 @@ def majority_stuff_class(source, table) -> int:
   return int(stuff[int(np.argmax(counts[stuff]))])
 
 
-def evaluate_segmenter(variables, model, val_source, train_source, table, *, dataset: str) -> dict:
-  """Image PQ on the labelled val frames: ours and the majority-stuff baseline."""
+def evaluate_segmenter(variables, model, val_source, train_source, table, *, dataset: str,
+                       with_baseline: bool = True) -> dict:
+  """Image PQ on the labelled val frames: ours and (`with_baseline`) the majority-stuff one."""
   segment_fn = pfcn_segment.make_segment_fn(model)
   gts, preds = [], []
   for i in range(len(val_source)):
@@ -103,17 +108,20 @@ def evaluate_segmenter(variables, model, val_source, train_source, table, *, dat
     lab = np.flatnonzero(clip['labelled'])
     if not len(lab):
       continue
-    out = segment_clip(segment_fn, variables, clip['frames'][lab])
+    out = inference.segment_frames(segment_fn, variables, clip['frames'][lab])
     gts.extend(clip['panoptic'][lab])
     preds.extend(out['panoptic'])
   if not gts:
     raise errors.DatasetError('The val split has no labelled frame to evaluate the segmenter on.')
-  major = majority_stuff_class(train_source, table)
-  baseline = [np.full_like(g, major * categories_lib.LABEL_DIVISOR) for g in gts]
+  runs = [('ours', preds)]
   ev = {}
-  for name, pr in (('ours', preds), ('baseline', baseline)):
+  if with_baseline:
+    major = majority_stuff_class(train_source, table)
+    runs.append(('baseline', [np.full_like(g, major * categories_lib.LABEL_DIVISOR)
+                              for g in gts]))
+    ev['baseline_class'] = major
+  for name, pr in runs:
     res = evaluate_pq_arrays(gts, pr, table, dataset=dataset)
     ev[name] = {g: res[g]['pq'] for g in ('all', 'things', 'stuff')}
-  ev['baseline_class'] = major
   ev['frames'] = len(gts)
   return ev
