@@ -18,6 +18,7 @@ import sys
 
 from hybrid_jax import errors
 from hybrid_jax.evaluation import outputs as report
+from hybrid_jax.evaluation import protocols
 from hybrid_jax.evaluation import runner
 
 
@@ -27,8 +28,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--gt-dir', required=True, help='folder of ground-truth RGB-id PNGs')
   p.add_argument('--gt-json', required=True, help='ground-truth panoptic json')
   p.add_argument('--pred-dir', required=True, help='folder with pred.json and pan_pred/')
-  p.add_argument('--dataset', default='cityscapes_vps',
-                 choices=['cityscapes_vps', 'viper', 'synthetic'])
+  p.add_argument('--dataset', default='cityscapes_vps', choices=sorted(protocols.PROTOCOLS))
   p.add_argument('--metrics', default='vpq,stq', help='comma-separated: vpq, stq')
   p.add_argument('--frames-per-video', type=int, default=None,
                  help='cut the sorted GT frames into videos of N frames, as the official '

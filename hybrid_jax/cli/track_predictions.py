@@ -23,6 +23,7 @@ import json
 import sys
 
 from hybrid_jax import errors
+from hybrid_jax.data import categories
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--mutual-check', action=argparse.BooleanOptionalAction, default=True,
                  help='keep mutual best matches only (default on)')
   p.add_argument('--dataset', default='cityscapes_vps',
-                 choices=['cityscapes_vps', 'viper', 'synthetic'],
+                 choices=sorted(categories.TABLES),
                  help='category table when pred.json has no "categories"')
   p.add_argument('--head', default=None, help='embedding-head checkpoint (WORKDIR/track/final)')
   p.add_argument('--max-instances', type=int, default=None,
