@@ -84,8 +84,7 @@ def main(argv):
     print(f'error: {exc}', file=sys.stderr)
     sys.exit(2)
   except loop.Preempted as exc:
-    print(f'stopped by {exc.signal_name} at step {exc.step}: the checkpoint is in '
-          f'{exc.stage_dir}; rerun the same command to resume.', file=sys.stderr)
+    print(exc, file=sys.stderr)
     sys.exit(exc.code)
   except KeyboardInterrupt:
     print('interrupted: finished stages and checkpoints are kept; rerun the same command to '

@@ -172,8 +172,8 @@ def test_signal_saves_exits_nonzero_and_rerun_matches_uninterrupted(tmp_path, si
       proc.kill()
   # Not a success: the stage did not finish (schedulers and `&&` chains must see that).
   assert proc.returncode == code, out[-3000:]
-  assert f'stopped by {signal.Signals(sig).name}: checkpoint at step' in out
-  assert 'rerun the same command to continue' in out
+  assert f'stopped by {signal.Signals(sig).name} at step' in out
+  assert 'rerun the same command to resume' in out
   assert 'Traceback' not in out and 'KeyboardInterrupt' not in out
   steps = sorted(int(s) for s in os.listdir(tmp_path / 'seg' / 'checkpoints') if s.isdigit())
   assert 2 <= steps[-1] < N and not loop.stage_done(str(tmp_path), 'seg', N)

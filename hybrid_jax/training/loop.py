@@ -52,6 +52,11 @@ class Preempted(SystemExit):
     self.stage_dir = stage_dir
     self.signal_name = signal.Signals(signum).name
 
+  def __str__(self) -> str:
+    # The one line a person sees (main prints it; a notebook shows it as the exception).
+    return (f'stopped by {self.signal_name} at step {self.step}: the checkpoint is in '
+            f'{self.stage_dir}; rerun the same command to resume.')
+
 
 def _get(cfg, name, default):
   try:
@@ -351,10 +356,9 @@ def _run(*, state, start, num_steps, stage_name, stage_dir, mesh, train_step,
         writer.write_scalars(done, {f'eval/{k}': v for k, v in results.items()})
       if preempt:
         mngr.wait_until_finished()
-        logging.warning('[%s] stopped by %s: checkpoint at step %d written to %s; rerun the '
-                        'same command to continue.', stage_name, signal.Signals(preempt).name,
-                        done, stage_dir)
-        raise Preempted(done, stage_dir, preempt)
+        stop = Preempted(done, stage_dir, preempt)
+        logging.info('[%s] %s', stage_name, stop)  # the log's copy; the caller says it once
+        raise stop
     if profiling:
       jax.block_until_ready(state)
       jax.profiler.stop_trace()
