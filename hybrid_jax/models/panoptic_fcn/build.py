@@ -17,7 +17,6 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from hybrid_jax import errors
 from hybrid_jax.data import categories as cat_lib
@@ -239,36 +238,10 @@ def load_pretrained_into(variables: dict, pretrained: dict, meta: dict, *,
   else:
     raise errors.CheckpointError(f'Cannot load a {arch!r} checkpoint into PanopticFCN; '
                                  "convert a 'resnet50' or 'panoptic_fcn_r50' checkpoint.")
-  flat_new = dict(_flatten(sub))
-  flat_old = dict(_flatten(variables))
-  for path, value in flat_new.items():
-    if path not in flat_old:
-      raise errors.CheckpointError(f'Checkpoint entry {"/".join(path)} does not exist in this '
-                                   'model (another backbone or head size?).')
-    if tuple(np.shape(value)) != tuple(np.shape(flat_old[path])):
-      raise errors.CheckpointError(
-          f'Checkpoint entry {"/".join(path)} has shape {np.shape(value)}, the model expects '
-          f'{np.shape(flat_old[path])}.')
-  merged = {**flat_old, **{k: jnp.asarray(v) for k, v in flat_new.items()}}
-  return _unflatten(merged), f'loaded {len(flat_new)} of {len(flat_old)} arrays ({arch}).'
-
-
-def _flatten(tree, prefix=()):
-  if isinstance(tree, dict):
-    for k, v in tree.items():
-      yield from _flatten(v, prefix + (k,))
-  else:
-    yield prefix, tree
-
-
-def _unflatten(flat: dict) -> dict:
-  out: dict[str, Any] = {}
-  for path, v in flat.items():
-    d = out
-    for k in path[:-1]:
-      d = d.setdefault(k, {})
-    d[path[-1]] = v
-  return out
+  from hybrid_jax.training import pretrained as pretrained_lib  # pylint: disable=g-import-not-at-top
+  merged, report = pretrained_lib.merge_pretrained(variables, sub, allow_missing=True)
+  total = len(report['loaded']) + len(report['missing'])
+  return merged, f'loaded {len(report["loaded"])} of {total} arrays ({arch}).'
 
 
 def segmenter_from_config(config):
