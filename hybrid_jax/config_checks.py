@@ -147,9 +147,13 @@ def _check_track(config) -> None:
     _choice(tr, 'variant', 'track', ('instance', 'pixel', 'hybrid'))
     _at_least(tr, 'memory_frames', 'track', 0)
     _unit_interval(tr, 'temporal_threshold', 'track')
-    for key in ('pool', 'hidden_dim', 'embed_dim', 'fusion_pairs', 'fusion_steps'):
+    for key in ('pool', 'hidden_dim', 'embed_dim'):
       if key in tr:
         _at_least(tr, key, 'track', 1)
+    if 'fusion_holdout_clips' in tr:
+      _at_least(tr, 'fusion_holdout_clips', 'track', 2)
+    if 'fusion_segments' in tr:
+      _choice(tr, 'fusion_segments', 'track', ('predicted', 'gt'))
     if 'canvas' in tr:
       canvas = tuple(tr.canvas)
       if (len(canvas) != 2 or not all(isinstance(v, int) and v >= 1 for v in canvas)

@@ -26,14 +26,15 @@ from hybrid_jax import errors
 STAGES = ('seg', 'flow', 'track')
 RECORD_FILE = 'record.json'
 REPORT_RECORD = 'report.json'
-# Stages whose results are built on another's (the fusion conv is fitted on RAFT's flow).
-DOWNSTREAM = {'seg': (), 'flow': ('track',), 'track': ()}
+# Stages whose results are built on another's (the fusion conv is fitted on RAFT's flow and on
+# the segmenter's predicted instances).
+DOWNSTREAM = {'seg': ('track',), 'flow': ('track',), 'track': ()}
 # Values that never change a result: where things live, how often to log, multi-host setup.
 _IGNORED = {'mode', 'input', 'show', 'distributed', 'train', 'force_stages', 'preset',
             'data.dir', 'data.root', 'data.worker_count', 'seg.eval_every_steps'}
 # Tracker settings used at tracking time only (not by the track stage's training).
 _TRACKING_ONLY = ('variant', 'temporal', 'mutual_check', 'threshold', 'temporal_threshold',
-                  'memory_frames', 'matcher')
+                  'memory_frames', 'matcher', 'temporal_backward')
 
 
 def _flat(tree: Mapping, prefix: str = '') -> dict[str, Any]:
@@ -58,11 +59,14 @@ def relevant(config, what: str) -> dict[str, Any]:
   if what == 'flow':
     return {**data, **{k: v for k, v in flat.items()
                        if k.startswith('flow.') and k != 'flow.iters'}}
-  if what == 'track':  # the head, and the fusion fitted on the run's flow
+  if what == 'track':  # the head, and the fusion fitted on the run's flow (and segments)
     track = {k: v for k, v in flat.items() if k.startswith('track.')
              and k.split('.')[1] not in _TRACKING_ONLY}
     flow = {k: v for k, v in flat.items() if k.startswith('flow.')}
-    return {**data, **track, **flow}
+    seg = {}
+    if flat.get('track.fusion_segments') == 'predicted':
+      seg = {k: v for k, v in flat.items() if k.startswith('seg.')}
+    return {**data, **track, **flow, **seg}
   if what == 'tracking':
     return {k: v for k, v in flat.items() if not k.startswith('eval.')}
   if what == 'evaluation':

@@ -53,7 +53,14 @@ def _stage_summary(workdir: str, stage: str) -> str:
     return ev and f'val EPE {ev["epe"]:.3f} px (zero flow {ev["epe_zero_flow"]:.3f} px)'
   meta = run_records.read(os.path.join(workdir, 'track', trained_models.FUSION_DIR,
                                        'metadata.json'))
-  return meta and f'fusion loss {meta["loss_first"]:.3f} -> {meta["loss_last"]:.3f}'
+  if not meta or 'weights' not in meta:
+    return None
+  w = meta['weights']
+  line = f'fusion {w["instance"]:.2f} x instance + {w["pixel"]:.2f} x pixel {w["bias"]:+.2f}'
+  if meta.get('held_out_row_accuracy') is None:
+    return line + ' (no held-out pair to measure it on)'
+  return (line + f'; held-out rows right {100 * meta["held_out_row_accuracy"]:.1f}% '
+          f'(plain sum {100 * meta["held_out_row_accuracy_plain_sum"]:.1f}%)')
 
 
 def train_seg(config, workdir: str) -> dict:
@@ -95,11 +102,12 @@ def train_track(config, workdir: str, *, flow: trained_models.FlowModel | None =
                 flow_trained: bool = False) -> None:
   """The embedding head and the fusion conv (fitted on pixel matrices from the run's flow)."""
   from hybrid_jax.training.stages import train_tracker  # pylint: disable=g-import-not-at-top
+  segment = train_tracker.segment_fn_for_fusion(config, workdir)  # a missing one fails first
   if not flow_trained:
     flow = train_flow(config, workdir)
   with console.stage('track', 'the instance embedding head and the fusion conv') as line:
     train_tracker.train_tracker(config, workdir, workdirs.data_dir(config, workdir),
-                                flow_fn=flow)
+                                flow_fn=flow, segment=segment)
     line['summary'] = _stage_summary(workdir, 'track')
 
 
@@ -109,7 +117,7 @@ def train_stages(config, workdir: str) -> trained_models.TrainedModels:
   flow = train_flow(config, workdir)
   train_track(config, workdir, flow=flow, flow_trained=True)
   return trained_models.load_models(config, workdir,
-                                    variants=[v for _, v, _ in TABLE_I_ROWS])
+                                    variants=[row.variant for row in TABLE_I_ROWS])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,9 +131,9 @@ def evaluate(config, workdir: str, *, tracked: dict | None = None) -> list[dict]
   metrics = tuple(m.strip() for m in config.eval.metrics.split(',') if m.strip())
   net = tracked['_networks']
   rows = []
-  names = [(name, variant) for name, variant, _ in TABLE_I_ROWS]
-  names += [(name + GT_SUFFIX, variant) for name, variant, _ in TABLE_I_ROWS
-            if name + GT_SUFFIX in tracked]
+  names = [(row.name, row.variant) for row in TABLE_I_ROWS]
+  names += [(row.name + GT_SUFFIX, row.variant) for row in TABLE_I_ROWS
+            if row.name + GT_SUFFIX in tracked]
   record = run_records.relevant(config, 'evaluation')
   for name, variant in console.progress(names, desc='evaluate', unit='row'):
     pred_dir = tracked[name]['pred_dir']
@@ -212,7 +220,7 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
   with console.stage('eval', 'VPQ and STQ of every row') as line:
     rows = evaluate(config, workdir, tracked=tracked)
     line['summary'] = ', '.join(f'{r["name"]} VPQ {r["results"]["vpq"]["final"]["all"]["pq"]:.1f}'
-                                for r in rows if r['name'] == TABLE_I_ROWS[-1][0])
+                                for r in rows if r['name'] == TABLE_I_ROWS[-1].name)
   logging.info('Pipeline finished in %.0f s.', time.time() - t0)
   return rows
 

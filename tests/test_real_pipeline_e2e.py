@@ -74,7 +74,7 @@ def test_cityscapes_config_runs_end_to_end(city_root, tmp_path):
   c.seg.train.steps, c.seg.train.batch_size = 2, 2
   c.seg.test_scales = (0.5, 1.0)
   c.flow.variant, c.flow.iters, c.flow.checkpoint = 'small', 2, ckpt
-  for key in ('canvas', 'hidden_dim', 'embed_dim', 'fusion_pairs', 'fusion_steps'):
+  for key in ('canvas', 'hidden_dim', 'embed_dim', 'fusion_holdout_clips'):
     c.track[key] = tiny.track[key]
   c.track.train.steps, c.track.train.batch_size = 2, 2
   c.train.checkpoint_every_steps, c.train.log_every_steps = 2, 1

@@ -77,11 +77,12 @@ def test_fit_fusion_learns_to_trust_the_informative_cue():
   target = np.tile(np.arange(m), (b, 1)).astype(np.int32)
   pix = np.tile(np.eye(m, dtype=np.float32) * 0.8, (b, 1, 1))
   inst = np.tile(np.roll(np.eye(m, dtype=np.float32), 1, axis=1) * 0.6, (b, 1, 1))
-  valid = np.ones((b, m), bool)
-  loss0, _ = fusion_losses.fusion_loss(fusion.init_fusion_params(), inst=inst, pix=pix,
-                                       target=target, valid_prev=valid, valid_cur=valid)
-  params, losses = fusion_fit.fit_fusion(inst, pix, target, valid, valid, steps=30,
-                                         learning_rate=0.1)
-  assert losses[-1] < 0.5 * float(loss0)
+  allowed = np.ones((b, m, m), bool)
+  loss0 = float(fusion_losses.fusion_row_loss(fusion.init_fusion_params(), inst=inst, pix=pix,
+                                              target=target, allowed=allowed))
+  params, losses = fusion_fit.fit_fusion(inst, pix, target, allowed)
+  assert fusion_fit.held_out_loss(fusion.init_fusion_params(), inst, pix, target,
+                                 allowed) == pytest.approx(loss0, rel=1e-5)
+  assert losses[-1] < 0.5 * loss0
   w = np.asarray(params['conv']['kernel']).ravel()
   assert w[1] > w[0]

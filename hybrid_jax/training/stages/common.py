@@ -126,6 +126,22 @@ class CachedSource:
     return clip
 
 
+class ClipSubset:
+  """The clips `indices` of a random-access source (e.g. train clips held out for the fusion)."""
+
+  def __init__(self, source, indices):
+    self._source = source
+    self._indices = [int(i) for i in indices]
+    if hasattr(source, 'labelled_masks'):
+      self.labelled_masks = [source.labelled_masks[i] for i in self._indices]
+
+  def __len__(self):
+    return len(self._indices)
+
+  def __getitem__(self, i):
+    return self._source[self._indices[int(i) % len(self._indices)]]
+
+
 def process_slice():
   """(process_index, process_count) for per-process data sharding."""
   return jax.process_index(), jax.process_count()

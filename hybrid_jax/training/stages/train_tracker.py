@@ -2,11 +2,13 @@
 
 1. The embedding head learns on ground-truth frame pairs (t - delta, t), delta sampled, with
    the differentiable matching layer (or the contrastive / triplet loss of the paper's Fig. 5,
-   `config.track.loss`). The segmenter is not involved: ground-truth instances are the
-   training signal, as the paper fine-tunes the tracker with a frozen segmenter.
-2. The 1x1 fusion conv is then fitted on the instance and pixel matrices of ground-truth
-   consecutive pairs (pixel matrices from the flow the tracker will use at test time), starting
-   from the paper's plain sum.
+   `config.track.loss`), on the train clips minus the last `track.fusion_holdout_clips`.
+2. The 1x1 fusion conv is then fitted (Newton's method on the likelihood of the matching rule,
+   `training.fusion_fit`) on the
+   held-out clips, on the segmenter's predicted instances (`track.fusion_segments`, or
+   ground truth) and the run's flow, as the tracker will see them (`training.fusion_data`);
+   its weights, held-out loss and held-out row accuracy (beside the plain sum's) are recorded
+   in the export's metadata.
 Both are exported under `<workdir>/track/final` (head) and `<workdir>/track/fusion`.
 """
 
@@ -18,18 +20,17 @@ import shutil
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
+from hybrid_jax import errors
+from hybrid_jax import inference
 from hybrid_jax import run_records
 from hybrid_jax import trained_models
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data import datasets
 from hybrid_jax.losses import tracking as track_losses
 from hybrid_jax.models import embedding_head as head_lib
-from hybrid_jax.tracking import frame_instances as instances_lib
-from hybrid_jax.tracking import instance as instance_assoc
-from hybrid_jax.tracking import pixel
+from hybrid_jax.models import fusion as fusion_lib
+from hybrid_jax.training import fusion_data
 from hybrid_jax.training import fusion_fit
 from hybrid_jax.training import pretrained
 from hybrid_jax.training.stages import common
@@ -72,21 +73,24 @@ def pair_iterator(config, source, start_step: int = 0):
 
 
 def train_tracker(config, workdir: str, data_dir: str, *,
-                  flow_fn: Callable | None = None) -> None:
+                  flow_fn: Callable | None = None, segment: Callable | None = None) -> None:
   """Trains the embedding head and fits the fusion (or finds both done); exports them.
 
   flow_fn(frames_prev [B,H,W,3], frames_cur) -> flow [B,H,W,2] gives the pixel matrices for the
-  fusion fit (the RAFT of this run); None uses the dataset's ground-truth flow.
+  fusion fit (the RAFT of this run); None uses the dataset's ground-truth flow. segment(frames)
+  -> segmenter outputs gives the predicted instances the fusion is fitted on
+  (`segment_fn_for_fusion`); None fits it on ground-truth segments.
   """
   table = categories_lib.get_categories(config.data.categories)
   source = common.CachedSource(datasets.get_source(config, 'train', data_dir))
+  head_clips, _, _ = fusion_split(config, len(source))
   d = config.data
   model = build_head(config)
   max_inst = int(d.max_instances)
 
   def make_iterator(start_step):
     return (to_pair_batch(b, table=table, max_instances=max_inst)
-            for b in pair_iterator(config, source, start_step))
+            for b in pair_iterator(config, common.ClipSubset(source, head_clips), start_step))
 
   params = head_lib.init_head(model, jax.random.key(config.seed), image_hw=(d.crop_height, d.crop_width),
                               max_instances=max_inst)
@@ -100,51 +104,86 @@ def train_tracker(config, workdir: str, data_dir: str, *,
                 'no_match': config.track.no_match})
   head_params = out['params']
   dustbin = trained_models.dustbin_logit_of(head_params, config.track.no_match)
-  fit_fusion(config, workdir, source, table, model, head_params, dustbin, flow_fn=flow_fn)
+  fit_fusion(config, workdir, source, table, model, head_params, dustbin, flow_fn=flow_fn,
+             segment=segment)
   if jax.process_index() == 0:
     run_records.record_stage(config, workdir, STAGE)
 
 
-def fit_fusion(config, workdir, source, table, model, head_params, dustbin, *, flow_fn=None):
-  """Fits (or loads) the 1x1 fusion conv on consecutive ground-truth pairs of the train split."""
+def fusion_split(config, num_clips: int) -> tuple[range, range, range]:
+  """(head clips, fusion-fit clips, fusion-evaluation clips) of the train split.
+
+  The last `track.fusion_holdout_clips` train clips are kept from the embedding head; the
+  fusion is fitted on the first half of them and its held-out loss measured on the rest.
+  """
+  hold = int(config.track.fusion_holdout_clips)
+  if not 2 <= hold < num_clips:
+    raise errors.ConfigError(
+        f'config.track.fusion_holdout_clips={hold}: the train split has {num_clips} clips; '
+        f'hold out at least 2 (fit + evaluation) and leave at least one for the head.')
+  first = num_clips - hold
+  mid = first + (hold + 1) // 2
+  return range(first), range(first, mid), range(mid, num_clips)
+
+
+def segment_fn_for_fusion(config, workdir: str) -> Callable | None:
+  """``segment(frames) -> outputs`` of the run's segmenter (fusion on predicted segments), or
+  None for ground-truth segments. A missing segmenter names the stage to run first."""
+  if config.track.fusion_segments == 'gt':
+    return None
+  try:
+    seg_model, seg_vars = trained_models.load_segmenter(config, workdir)
+  except errors.CheckpointError as e:
+    raise errors.CheckpointError(
+        'The fusion conv is fitted on the segmenter\'s predicted instances '
+        "(config.track.fusion_segments='predicted'), so the segmenter has to be trained first: "
+        f'{e} Or fit it on ground-truth segments: --config.track.fusion_segments=gt.') from None
+  models = trained_models.TrainedModels(seg_model=seg_model, seg_variables=seg_vars, flow=None,
+                                        head=None)
+  return lambda frames: inference.segment_frames(models.segment_fn, seg_vars, frames)
+
+
+def fit_fusion(config, workdir, source, table, model, head_params, dustbin, *, flow_fn=None,
+               segment=None):
+  """Fits (or loads) the 1x1 fusion conv on held-out train clips (`fusion_split`)."""
   path = os.path.join(workdir, STAGE, FUSION_DIR)
   if trained_models.has_export(path):
     return pretrained.load_pretrained(
         path, expect_architecture=trained_models.FUSION_ARCHITECTURE)[0]['params']
-  rng = np.random.default_rng(config.seed)
-  max_inst = int(config.data.max_instances)
-  embed = head_lib.make_embed_fn(model, head_params)
-  sim = jax.jit(instance_assoc.instance_similarity)
-  insts, pixs, targets, vps, vcs = [], [], [], [], []
-  for _ in range(int(config.track.fusion_pairs)):
-    clip = source[int(rng.integers(len(source)))]
-    t = int(rng.integers(1, len(clip['frames'])))
-    prev, prev_ids = instances_lib.instances_from_panoptic(clip['panoptic'][t - 1], table, max_inst)
-    cur, cur_ids = instances_lib.instances_from_panoptic(clip['panoptic'][t], table, max_inst)
-    if flow_fn is not None:
-      flow = np.asarray(flow_fn(clip['frames'][t - 1][None], clip['frames'][t][None]))[0]
-    else:
-      flow = clip['flow'][t - 1]
-    e_prev = embed(clip['frames'][t - 1], prev)
-    e_cur = embed(clip['frames'][t], cur)
-    insts.append(np.asarray(sim(e_prev, e_cur, jnp.asarray(prev.valid), jnp.asarray(cur.valid),
-                                dustbin)))
-    warped = pixel.warp_masks(jnp.asarray(prev.masks), jnp.asarray(flow, jnp.float32))
-    pixs.append(np.asarray(pixel.dice_matrix(warped, jnp.asarray(cur.masks),
-                                             jnp.asarray(prev.valid), jnp.asarray(cur.valid))))
-    targets.append(track_losses.pair_targets(prev_ids, cur_ids))
-    vps.append(np.asarray(prev.valid))
-    vcs.append(np.asarray(cur.valid))
-  stack = lambda xs: jnp.asarray(np.stack(xs))  # noqa: E731
-  params, losses = fusion_fit.fit_fusion(stack(insts), stack(pixs), stack(targets), stack(vps),
-                                        stack(vcs), steps=int(config.track.fusion_steps))
-  logging.info('[track] fusion fitted: loss %.4f -> %.4f, params %s', losses[0], losses[-1],
-               jax.tree.map(lambda x: np.asarray(x).ravel().tolist(), params))
+  _, fit_clips, eval_clips = fusion_split(config, len(source))
+  kwargs = dict(embed=head_lib.make_embed_fn(model, head_params), dustbin_logit=dustbin,
+                table=table, max_instances=int(config.data.max_instances),
+                labels_on_every_frame=datasets.labels_on_every_frame(config), segment=segment,
+                flow_fn=flow_fn)
+  fit = fusion_data.pair_matrices([source[i] for i in fit_clips], **kwargs)
+  held = fusion_data.pair_matrices([source[i] for i in eval_clips], **kwargs)
+  params, losses = fusion_fit.fit_fusion(fit.inst, fit.pix, fit.target, fit.allowed)
+  plain = fusion_lib.init_fusion_params()
+  report = {
+      'segments': 'gt' if segment is None else 'predicted', 'fit_pairs': fit.num_pairs,
+      'held_out_pairs': held.num_pairs, 'newton_steps': len(losses) - 1,
+      'weights': {'instance': float(params['conv']['kernel'].ravel()[0]),
+                  'pixel': float(params['conv']['kernel'].ravel()[1]),
+                  'bias': float(params['conv']['bias'].ravel()[0])},
+      'loss_first': losses[0], 'loss_last': losses[-1],
+      'held_out_loss': fusion_fit.held_out_loss(params, held.inst, held.pix, held.target,
+                                                held.allowed),
+      'held_out_loss_plain_sum': fusion_fit.held_out_loss(plain, held.inst, held.pix,
+                                                          held.target, held.allowed),
+      'held_out_row_accuracy': fusion_fit.row_decision_accuracy(
+          params, held.inst, held.pix, held.target, held.allowed),
+      'held_out_row_accuracy_plain_sum': fusion_fit.row_decision_accuracy(
+          plain, held.inst, held.pix, held.target, held.allowed),
+  }
+  if not fit.allowed.any():
+    logging.warning('[track] the held-out clips give no pair of %s instances to fit the fusion '
+                    'on (the segmenter finds none?); it stays the plain sum.',
+                    report['segments'])
+  logging.info('[track] fusion fitted on %d pairs of %s segments: %s', fit.num_pairs,
+               report['segments'], report)
   if jax.process_index() == 0:
     if os.path.exists(path):
       shutil.rmtree(path)
-    pretrained.save_pretrained(path, {'params': jax.device_get(params)},
-                               {'architecture': trained_models.FUSION_ARCHITECTURE,
-                                'loss_first': losses[0],
-                                'loss_last': losses[-1]})
+    pretrained.save_pretrained(path, {'params': params},
+                               {'architecture': trained_models.FUSION_ARCHITECTURE, **report})
   return params
