@@ -47,7 +47,8 @@ from hybrid_jax.tracking import tracker as tracker_lib
 VARIANTS = tracker_lib.VARIANTS
 # The tracker settings of the command line's defaults (the paper's; config.track's names).
 DEFAULT_TRACK = dict(variant='hybrid', temporal=True, mutual_check=True, threshold=1e-5,
-                     temporal_threshold=0.01, memory_frames=5, matcher='greedy')
+                     temporal_threshold=0.01, memory_frames=5, matcher='greedy',
+                     temporal_backward=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,7 +109,7 @@ class _CompressedMaps(collections.abc.Sequence):
 
 def track_predictions(pred_dir: str, out_dir: str, *, variant: str = 'hybrid',
                       temporal: bool = True, mutual_check: bool = True,
-                      flow_dir: str | None = None, raft: str | None = None, iters: int = 12,
+                      temporal_backward: bool = True, flow_dir: str | None = None, raft: str | None = None, iters: int = 12,
                       flow_fn: Callable | None = None, images_dir: str | None = None,
                       head: str | None = None, dataset: str = 'cityscapes_vps',
                       max_instances: int | None = None,
@@ -121,6 +122,8 @@ def track_predictions(pred_dir: str, out_dir: str, *, variant: str = 'hybrid',
     out_dir: where pred.json + pan_pred/ with video-consistent ids go (not `pred_dir`).
     variant: 'pixel' | 'instance' | 'hybrid' (the tracker's association).
     temporal: temporal-consistency memory. mutual_check: keep mutual best matches only.
+    temporal_backward: a memory match must be confirmed from the current frame back to the
+      stored one (`tracking.tracker.backward_confirms`).
     flow_dir: folder of ``<image id>.flo``: forward flow to the next frame of the video.
     raft: converted RAFT checkpoint; flow is computed from `images_dir` with `iters` iterations.
     flow_fn: any ``fn(image_prev uint8 [H,W,3], image_cur) -> [H, W, 2]`` (instead of the two).
@@ -201,7 +204,8 @@ def track_predictions(pred_dir: str, out_dir: str, *, variant: str = 'hybrid',
   bundle = trained_models.load_head(head) if needs_head else None
   slots = int(max_instances) if max_instances is not None else max(index.max_things, 1)
   track_cfg = {**DEFAULT_TRACK, **(track_settings or {}), 'variant': variant,
-               'temporal': bool(temporal), 'mutual_check': bool(mutual_check)}
+               'temporal': bool(temporal), 'mutual_check': bool(mutual_check),
+               'temporal_backward': bool(temporal_backward)}
   tracker = inference.make_tracker(track_cfg, head=bundle, max_instances=slots,
                                    categories=index.categories)
 
@@ -238,7 +242,8 @@ def track_predictions(pred_dir: str, out_dir: str, *, variant: str = 'hybrid',
   seconds = time.perf_counter() - t_start
   return {
       'frames': len(all_ids), 'videos': len(index.videos), 'variant': variant,
-      'temporal': bool(temporal), 'mutual_check': bool(mutual_check), 'flow': flow_name,
+      'temporal': bool(temporal), 'mutual_check': bool(mutual_check),
+      'temporal_backward': bool(temporal_backward), 'flow': flow_name,
       'categories_from': index.categories_from, 'max_instances': slots,
       'frames_with_dropped_segments': dropped, 'input_thing_ids': index.input_thing_ids,
       'output_tracks': tracks,

@@ -137,21 +137,23 @@ def iter_chunks(models, frames: np.ndarray, *, with_flow: bool, chunk: int = CHU
 # Trackers.
 
 def make_tracker(track_cfg: Mapping[str, Any], *, head=None, max_instances: int, categories,
-                 **overrides) -> tracker_lib.VideoTracker:
+                 fusion_params=None, **overrides) -> tracker_lib.VideoTracker:
   """The `VideoTracker` of a config's ``track`` block: the one tracker factory.
 
   Args:
     track_cfg: config.track (variant, temporal, mutual_check, threshold, temporal_threshold,
-      memory_frames, matcher), or a dict with those keys.
+      memory_frames, matcher, temporal_backward), or a dict with those keys
+      (temporal_backward may be absent: off).
     head: a `trained_models.Head` (embeddings, dustbin logit, fusion conv); None for 'pixel'.
     max_instances: slots per frame (config.data.max_instances).
     categories: the category table.
+    fusion_params: a FusionConv to use instead of the head's (e.g. the plain sum, to compare).
     **overrides: values that replace track_cfg's (e.g. a paper table row's variant and
       temporal flag).
   """
   keys = ('variant', 'temporal', 'mutual_check', 'threshold', 'temporal_threshold',
-          'memory_frames', 'matcher')
-  values = {k: track_cfg[k] for k in keys}
+          'memory_frames', 'matcher', 'temporal_backward')
+  values = {k: track_cfg[k] for k in keys if k in track_cfg or k != 'temporal_backward'}
   unknown = set(overrides) - set(keys)
   if unknown:
     raise TypeError(f'make_tracker: unknown overrides {sorted(unknown)}')
@@ -160,7 +162,8 @@ def make_tracker(track_cfg: Mapping[str, Any], *, head=None, max_instances: int,
   return tracker_lib.VideoTracker(
       variant, max_instances=int(max_instances), categories=categories,
       embed_fn=None if head is None else head.embed_fn,
-      fusion_params=None if head is None else head.fusion_params,
+      fusion_params=(fusion_params if fusion_params is not None
+                     else None if head is None else head.fusion_params),
       dustbin_logit=None if head is None else head.dustbin_logit, **values)
 
 

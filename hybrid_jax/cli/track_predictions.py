@@ -2,7 +2,8 @@
 
   python -m hybrid_jax.cli.track_predictions --pred-dir IN --out-dir OUT [--images DIR] \
       [--flow-dir DIR | --raft CKPT] [--variant pixel|instance|hybrid] \
-      [--temporal/--no-temporal] [--mutual-check/--no-mutual-check] \
+      [--temporal/--no-temporal] [--temporal-backward/--no-temporal-backward] \
+      [--mutual-check/--no-mutual-check] \
       [--dataset cityscapes_vps|viper|synthetic] [--head CKPT] [--max-instances N] [--iters N]
 
 IN holds pred.json + pan_pred/<image id>.png with per-frame segment ids (the official
@@ -39,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--variant', default='hybrid', choices=['pixel', 'instance', 'hybrid'])
   p.add_argument('--temporal', action=argparse.BooleanOptionalAction, default=True,
                  help='temporal-consistency memory (default on)')
+  p.add_argument('--temporal-backward', action=argparse.BooleanOptionalAction, default=True,
+                 help='memory matches must be confirmed from the current frame back to the '
+                      'stored one (default on)')
   p.add_argument('--mutual-check', action=argparse.BooleanOptionalAction, default=True,
                  help='keep mutual best matches only (default on)')
   p.add_argument('--dataset', default='cityscapes_vps',
@@ -58,7 +62,8 @@ def main(argv=None) -> int:
     from hybrid_jax import external_predictions as external  # jax loads only when needed
     summary = external.track_predictions(
         args.pred_dir, args.out_dir, variant=args.variant, temporal=args.temporal,
-        mutual_check=args.mutual_check, flow_dir=args.flow_dir, raft=args.raft,
+        mutual_check=args.mutual_check, temporal_backward=args.temporal_backward,
+        flow_dir=args.flow_dir, raft=args.raft,
         iters=args.iters, images_dir=args.images, head=args.head, dataset=args.dataset,
         max_instances=args.max_instances, progress=not args.quiet)
   except errors.HybridJaxError as exc:

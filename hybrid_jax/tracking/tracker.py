@@ -9,8 +9,10 @@ per-frame predictor (our segmenter, ground truth, another model's panoptic PNGs 
    masks, 'hybrid' both fused by the 1×1 conv (plain sum until trained);
 2. matching (`matcher`, default the paper's greedy row arg-max + threshold + mutual check);
    only instances of the same category may match (a track id lives within one category);
-3. temporal consistency (optional): unmatched instances of t are compared with the frames in
-   memory (newest first) and take a stored id when the score exceeds `temporal_threshold`;
+3. temporal consistency (optional, §III.E): unmatched instances of t are compared with the
+   frames in memory (newest first) and take a stored id when the score exceeds
+   `temporal_threshold`; with `temporal_backward` a memory match must also be confirmed in the
+   reverse direction (`backward_confirms`);
 4. everything still unmatched starts a new track (per-category counter, 1..999).
 
 Output panoptic values follow the data contract: category*1000 + track id for things, the
@@ -79,6 +81,27 @@ def association_scores(fusion_params, emb_prev, emb_cur, masks_prev, masks_cur, 
   return _fuse(fusion_params, inst, pix)
 
 
+def backward_confirms(match, reverse, allowed_reverse, threshold: float) -> np.ndarray:
+  """The forward matches that the reverse association confirms (a cycle check).
+
+  Args:
+    match: int [M] forward matches, stored instance i -> column j of frame t, or -1.
+    reverse: float [N, M] the association from frame t (rows) back to the stored frame.
+    allowed_reverse: bool [N, M] entries that may match (the forward `allowed`, transposed).
+    threshold: θ, the reverse score has to reach it too.
+
+  Returns:
+    int32 [M]: `match` with -1 where the reverse arg-max of column j is not i or below θ.
+  """
+  out = np.asarray(match, np.int32).copy()
+  rev = np.where(allowed_reverse, np.asarray(reverse), -np.inf)
+  for i in np.flatnonzero(out >= 0):
+    j = out[i]
+    if int(np.argmax(rev[j])) != i or rev[j, i] < threshold:
+      out[i] = -1
+  return out
+
+
 class _Frame(NamedTuple):
   index: int
   image: object
@@ -100,6 +123,14 @@ class VideoTracker:
       an instance missing for up to this many frames can get its id back.
     max_instances: slots per frame (data.max_instances); more instances are dropped by score
       with a warning.
+    temporal_backward: the backward direction of §III.E ("applied backward from t + δ to t"):
+      a memory match (stored instance i -> instance j of frame t) is kept only when the reverse
+      association, frame t -> the stored frame, also picks i for j above θ
+      (`backward_confirms`). The paper gives no formula for it; this reading is an online
+      cycle check, the one form that needs no future frame. The reverse instance cue is p(i|j),
+      the softmax over the stored frame's instances; the reverse pixel cue is the dice of the
+      same flow-warped masks (dice is symmetric, so the pixel cue's reverse adds only the
+      column-wise arg-max), hence no backward flow is needed.
     matcher: a key of matching.MATCHERS ('greedy' = paper, 'hungarian', 'sinkhorn').
     same_class: only instances of one category may match.
     embed_fn: ``embed(image, FrameInstances) -> [N, D]`` (embedding_head.make_embed_fn);
@@ -118,7 +149,7 @@ class VideoTracker:
   def __init__(self, variant: str = 'hybrid', *, temporal: bool = True,
                mutual_check: bool = True, threshold: float = 1e-5,
                temporal_threshold: float = 0.01, memory_frames: int = 5,
-               max_instances: int = 32, matcher: str = 'greedy', same_class: bool = True,
+               temporal_backward: bool = False, max_instances: int = 32, matcher: str = 'greedy', same_class: bool = True,
                embed_fn: Callable | None = None, flow_source=None, fusion_params=None,
                categories=None, dustbin_logit=None):
     if variant not in VARIANTS:
@@ -135,6 +166,7 @@ class VideoTracker:
     self.mutual_check = bool(mutual_check)
     self.threshold = float(threshold)
     self.temporal_threshold = float(temporal_threshold)
+    self.temporal_backward = bool(temporal_backward)
     self.max_instances = int(max_instances)
     self.matcher_name = matcher
     self.matcher = matching.get_matcher(matcher)
@@ -187,12 +219,17 @@ class VideoTracker:
       allowed &= np.asarray(a.classes)[:, None] == np.asarray(b.classes)[None, :]
     return allowed
 
-  def _scores(self, emb_a, emb_b, masks_a, a: FrameInstances, b: FrameInstances):
+  def _scores(self, emb_a, emb_b, masks_a, a: FrameInstances, b: FrameInstances, *,
+              masks_b=None):
+    """Scores of a's instances (rows; masks `masks_a`, already in b's frame) against b's
+    (columns; masks `masks_b`, default b's own)."""
+    if masks_b is None and self._needs_flow:
+      masks_b = jnp.asarray(b.masks)
     return np.asarray(association_scores(
         self.fusion_params, None if emb_a is None else jnp.asarray(emb_a),
         None if emb_b is None else jnp.asarray(emb_b),
         None if masks_a is None else jnp.asarray(masks_a),
-        jnp.asarray(b.masks) if self._needs_flow else None,
+        masks_b if self._needs_flow else None,
         jnp.asarray(a.valid), jnp.asarray(b.valid), variant=self.variant,
         dustbin_logit=self.dustbin_logit))
 
@@ -269,6 +306,11 @@ class VideoTracker:
           masks_mem = jnp.asarray(mem.masks) if self._needs_flow else None
           score = self._scores(entry.embeddings, emb, masks_mem, mem, inst)
           match = self._match(score, allowed, self.temporal_threshold)
+          if self.temporal_backward:
+            rev_masks = jnp.asarray(inst.masks) if self._needs_flow else None
+            reverse = self._scores(emb, entry.embeddings, rev_masks, inst, mem,
+                                   masks_b=masks_mem)
+            match = backward_confirms(match, reverse, allowed.T, self.temporal_threshold)
           for i in np.flatnonzero(match >= 0):
             ids[match[i]] = entry.ids[i]
             used.add((int(mem.classes[i]), int(entry.ids[i])))
