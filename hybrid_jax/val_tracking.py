@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import shutil
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -28,15 +28,33 @@ from hybrid_jax.data import datasets
 from hybrid_jax.data import export as export_lib
 from hybrid_jax.data import official_format
 
-# The rows of the paper's Table I: (name, tracker variant, temporal consistency).
+class TableRow(NamedTuple):
+  """A row of the paper's Table I: its name, tracker variant, temporal consistency, and the
+  mutual check (None: the config's `track.mutual_check`)."""
+  name: str
+  variant: str
+  temporal: bool
+  mutual_check: bool | None = None
+
+
+# The rows of the paper's Table I. Its "Instance Tracker" row is Table V's row of that name,
+# without the mutual check (Table V adds "+ w/ Mutual Check" as a separate row); the pixel and
+# hybrid rows carry no such qualifier in either table, so they keep the config's setting.
 TABLE_I_ROWS = (
-    ('Instance Tracker', 'instance', False),
-    ('Pixel Tracker', 'pixel', False),
-    ('HybridTracker', 'hybrid', False),
-    ('HybridTracker + w/ Temporal', 'hybrid', True),
+    TableRow('Instance Tracker', 'instance', False, mutual_check=False),
+    TableRow('Pixel Tracker', 'pixel', False),
+    TableRow('HybridTracker', 'hybrid', False),
+    TableRow('HybridTracker + w/ Temporal', 'hybrid', True),
 )
 GT_SUFFIX = ' (GT segments)'
 
+
+
+def make_row_tracker(config, row: TableRow, head, table):
+  """The `VideoTracker` of one Table I row (the config's tracker with the row's settings)."""
+  return inference.make_tracker(config.track, head=head, max_instances=config.data.max_instances,
+                                categories=table, variant=row.variant, temporal=row.temporal,
+                                mutual_check=row.mutual_check)
 
 
 def _image_ids_by_video(gt_json: str) -> dict[str, list[str]]:
@@ -87,7 +105,7 @@ def track_val(config, workdir: str, *,
   _, gt_json = gt_layout(config, workdir)
   ids_by_video = _image_ids_by_video(gt_json)
   with_oracle = datasets.labels_on_every_frame(config)
-  names = [n for n, _, _ in TABLE_I_ROWS]
+  names = [row.name for row in TABLE_I_ROWS]
   names += [n + GT_SUFFIX for n in names] if with_oracle else []
   preds = {name: ([], []) for name in names}
   seconds = dict.fromkeys(names, 0.0)
@@ -100,10 +118,8 @@ def track_val(config, workdir: str, *,
     if cached is None:
       if trackers is None:  # the networks are loaded only when a clip needs them
         models = load_models()
-        trackers = {name: inference.make_tracker(
-            config.track, head=models.head, max_instances=config.data.max_instances,
-            categories=table, variant=variant, temporal=temporal)
-                    for name, variant, temporal in TABLE_I_ROWS}
+        trackers = {row.name: make_row_tracker(config, row, models.head, table)
+                    for row in TABLE_I_ROWS}
       cached = _track_clip(config, models, trackers, source[i], table, ids_by_video, gt_json,
                            with_oracle, gif=gif if i == 0 else None)
       _save_clip(clip_dir, i, cached)
@@ -174,7 +190,7 @@ def _track_clip(config, models, trackers, clip, table, ids_by_video, gt_json, wi
   for name, tracker, clip_preds in runs:
     pan, sec = inference.track_clip(tracker, frames, clip_preds)
     maps[name], tracking[name] = pan[lab], sec
-    if gif and name == TABLE_I_ROWS[-1][0]:
+    if gif and name == TABLE_I_ROWS[-1].name:
       _write_tracking_gif(gif, frames, pan, clip['panoptic'], table)
   return {'image_ids': list(image_ids), 'maps': maps,
           'timing': {'seg': p.seg_seconds, 'flow': p.flow_seconds, 'frames': len(frames),

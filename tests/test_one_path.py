@@ -109,21 +109,24 @@ def test_tracking_a_frame_folder_equals_the_val_tracking(runs, no_match, tmp_pat
   assert len(ids_of_clip) == len(lab) > 0
   # What mode=all wrote, read before anything else runs in this workdir.
   val_of_row = {name: _canonical(os.path.join(workdir, 'predictions', val_tracking._slug(name)),
-                                 ids_of_clip) for name, _, _ in train.TABLE_I_ROWS}
+                                 ids_of_clip) for name, *_ in train.TABLE_I_ROWS}
   built = _record_trackers(monkeypatch)
   # Track the val split again, as mode=all does (its finished tracking would be reused).
   os.remove(os.path.join(workdir, 'predictions', 'record.json'))
   shutil.rmtree(os.path.join(workdir, 'predictions', 'clips'))
   train.run(_config(no_match, mode='track'), workdir)
   val_trackers = list(built)
-  assert [(b['variant'], b['temporal']) for b in val_trackers] == [
-      (v, t) for _, v, t in train.TABLE_I_ROWS]
+  # Table I's instance row runs without the mutual check (Table V's row of that name).
+  assert [(b['variant'], b['temporal'], b['mutual']) for b in val_trackers] == [
+      ('instance', False, False), ('pixel', False, True), ('hybrid', False, True),
+      ('hybrid', True, True)]
   checked = 0
-  for row, (name, variant, temporal) in enumerate(train.TABLE_I_ROWS):
+  for row, (name, variant, temporal, mutual) in enumerate(train.TABLE_I_ROWS):
     del built[:]
+    mutual = {} if mutual is None else {'track.mutual_check': mutual}
     result = train.run(_config(no_match, mode='track', input=str(folder),
-                               **{'track.variant': variant, 'track.temporal': temporal}),
-                       workdir)
+                               **{'track.variant': variant, 'track.temporal': temporal},
+                               **mutual), workdir)
     video_ids = user_video.image_ids('val_clip', len(clip['frames']))
     assert built == [val_trackers[row]], name  # the same tracker, down to the dustbin rule
     ours = _canonical(result['pred_dir'], [video_ids[t] for t in lab])

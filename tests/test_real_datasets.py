@@ -330,7 +330,13 @@ def test_config_paper_values():
     s = c.seg.train
     assert (s.optimizer, s.lr, s.momentum, s.weight_decay, s.batch_size) == (
         'sgd', 0.0025, 0.9, 1e-4, 4)
-    assert (c.track.train.lr, c.track.train.batch_size) == (1e-4, 16)
+    # 16 images per batch = 8 frame pairs; the RoI canvas and FC sizes of §III.B; one memory
+    # frame (§III.E); the fusion fitted on predictions and Eq. 4's DML without a "none" slot.
+    assert (c.track.train.lr, c.track.train.batch_size) == (1e-4, 8)
+    assert (tuple(c.track.canvas), c.track.hidden_dim, c.track.embed_dim) == ((256, 512), 1024,
+                                                                            1024)
+    assert (c.track.memory_frames, c.track.fusion_segments, c.track.no_match) == (
+        1, 'predicted', 'mask')
     assert (c.flow.variant, c.flow.iters, c.flow.checkpoint) == ('standard', 20, '')
     assert (c.track.threshold, c.track.temporal_threshold) == (1e-5, 0.01)
     assert tuple(c.seg.test_scales) == (0.5, 0.625, 0.6875, 0.8125, 0.875, 1.0)

@@ -34,7 +34,7 @@ def test_a_finished_run_is_not_trained_tracked_or_evaluated_again(run, capsys):
   rows = train.run(synthetic_config.get_config('tiny'), run)
   out = capsys.readouterr().out
   assert 'nothing to do' in out and 'HybridTracker' in out
-  assert [r['name'] for r in rows][:4] == [n for n, _, _ in train.TABLE_I_ROWS]
+  assert [r['name'] for r in rows][:4] == [row.name for row in train.TABLE_I_ROWS]
   assert {p: _mtimes(run, p) for p in touched} == before
 
 
