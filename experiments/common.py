@@ -48,6 +48,9 @@ class Setting:
     mutual_check: 1-to-1 mutual check on.
     temporal_threshold: θ; None = config.track.temporal_threshold.
     flow_iters: RAFT iterations for this setting's flow; None = the clip's precomputed flow.
+    temporal_backward: §III.E's backward check on memory matches; None = the config's.
+    plain_sum: 'hybrid' with the paper's untrained fusion (instance + pixel) instead of the
+      fitted conv.
   """
   name: str
   variant: str
@@ -55,6 +58,8 @@ class Setting:
   mutual_check: bool = True
   temporal_threshold: float | None = None
   flow_iters: int | None = None
+  temporal_backward: bool | None = None
+  plain_sum: bool = False
 
   @property
   def needs_flow(self) -> bool:
@@ -86,11 +91,15 @@ TrackerFor = Callable[[Setting], tracker_lib.VideoTracker]
 
 def tracker_for_run(config, models, table) -> TrackerFor:
   """The trackers of a trained run: `inference.make_tracker` with each setting's overrides."""
+  from hybrid_jax.models import fusion
+
   def make(setting: Setting) -> tracker_lib.VideoTracker:
     return inference.make_tracker(
         config.track, head=models.head, max_instances=config.data.max_instances,
         categories=table, variant=setting.variant, temporal=setting.temporal,
-        mutual_check=setting.mutual_check, temporal_threshold=setting.temporal_threshold)
+        mutual_check=setting.mutual_check, temporal_threshold=setting.temporal_threshold,
+        temporal_backward=setting.temporal_backward,
+        fusion_params=fusion.init_fusion_params() if setting.plain_sum else None)
   return make
 
 
@@ -196,6 +205,81 @@ def header(title: str, config, num_clips: int) -> list[str]:
           'frames with hybrid_jax.evaluation.evaluate_arrays (the official VPQ).', '']
 
 
+# ---- seeds ---------------------------------------------------------------------------------
+
+def seed_config(config, seed: int):
+  """`config` with the training seed and, on the synthetic data, the data's seed set to `seed`."""
+  c = config.copy_and_resolve_references()
+  c.seed = int(seed)
+  if 'generator_seed' in c.data:
+    c.data.generator_seed = int(seed)
+  return c
+
+
+def parse_seeds(text: str | None) -> list[int]:
+  """'0,1,2' -> [0, 1, 2]; '' / None -> []."""
+  if not text:
+    return []
+  try:
+    seeds = [int(s) for s in text.split(',') if s.strip()]
+  except ValueError:
+    raise errors.ConfigError(f'--seeds {text!r}: give integers separated by commas, e.g. '
+                             '--seeds 0,1,2.') from None
+  if len(set(seeds)) != len(seeds):
+    raise errors.ConfigError(f'--seeds {text!r} repeats a seed.')
+  return seeds
+
+
+def _final(row: Mapping, group: str) -> float:
+  return float(row['results']['vpq']['final'][group]['pq'])
+
+
+def seed_summary(rows_by_seed: Mapping[int, list[dict]]) -> list[dict]:
+  """Per setting, mean and standard deviation over seeds of the mean VPQ (all, things, stuff).
+
+  Returns [{'name', 'n', 'mean': {group: float}, 'std': {group: float}}] in the settings'
+  order (the population standard deviation, ddof=0, so that two seeds give a spread too).
+  """
+  seeds = list(rows_by_seed)
+  names = [r['name'] for r in rows_by_seed[seeds[0]]]
+  out = []
+  for k, name in enumerate(names):
+    vals = {g: np.array([_final(rows_by_seed[s][k], g) for s in seeds])
+            for g in ('all', 'things', 'stuff')}
+    out.append({'name': name, 'n': len(seeds),
+                'mean': {g: float(v.mean()) for g, v in vals.items()},
+                'std': {g: float(v.std()) for g, v in vals.items()}})
+  return out
+
+
+def seed_markdown(summary: list[dict], seeds: Sequence[int],
+                  comparisons: Sequence[tuple[str, str]] = ()) -> list[str]:
+  """The mean ± std table and, for each (a, b) in `comparisons`, a line saying whether a's
+  VPQ_Th mean exceeds b's and whether the two differ by less than their spread (the larger
+  of their standard deviations)."""
+  lines = [f'Over seeds {", ".join(map(str, seeds))} (data and training), mean ± std of the '
+           'mean VPQ over k:', '',
+           '| Method | VPQ | VPQ_Th | VPQ_St |', '|---|---|---|---|']
+  for r in summary:
+    cells = [f'{r["mean"][g]:.2f} ± {r["std"][g]:.2f}' for g in ('all', 'things', 'stuff')]
+    lines.append('| ' + ' | '.join([r['name']] + cells) + ' |')
+  by_name = {r['name']: r for r in summary}
+  notes = []
+  for a, b in comparisons:
+    if a not in by_name or b not in by_name:
+      continue
+    ra, rb = by_name[a], by_name[b]
+    diff = ra['mean']['things'] - rb['mean']['things']
+    spread = max(ra['std']['things'], rb['std']['things'])
+    verdict = 'above' if diff > 0 else 'not above'
+    within = (f'; the difference ({diff:+.2f}) is less than their spread ({spread:.2f})'
+              if abs(diff) < spread else f' by {diff:+.2f} (spread {spread:.2f})')
+    notes.append(f'- {a} VPQ_Th is {verdict} {b}{within}.')
+  if notes:
+    lines += ['', *notes]
+  return lines
+
+
 # ---- command line ---------------------------------------------------------------------------
 
 def raft_flow_for(models) -> FlowFor:
@@ -264,7 +348,29 @@ def run_experiment(config, workdir: str, *, name: str,
   return path, rows
 
 
-def run_cli(name: str, build_settings, to_markdown, *, sweeps_flow: bool = False) -> None:
+def run_seeds(config, workdir: str, seeds: Sequence[int], *, name: str, comparisons=(),
+              **kwargs) -> tuple[str, dict]:
+  """`run_experiment` once per seed in ``<workdir>/seed_<S>`` (stages trained there when
+  missing), then the mean ± std table in ``<workdir>/experiments/<name>_seeds.md``."""
+  rows_by_seed, texts = {}, []
+  for seed in seeds:
+    path, rows = run_experiment(seed_config(config, seed), os.path.join(workdir, f'seed_{seed}'),
+                                name=name, **kwargs)
+    rows_by_seed[seed] = rows
+    texts.append(f'- seed {seed}: `{os.path.relpath(path, workdir)}`')
+  lines = [f'# {name} over {len(seeds)} seeds', ''] + seed_markdown(
+      seed_summary(rows_by_seed), seeds, comparisons) + ['', 'Per-seed tables:', *texts]
+  out = os.path.join(workdir, 'experiments', f'{name}_seeds.md')
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  with open(out, 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  print('\n'.join(lines))
+  print(f'Wrote {out}')
+  return out, rows_by_seed
+
+
+def run_cli(name: str, build_settings, to_markdown, *, sweeps_flow: bool = False,
+            comparisons: Sequence[tuple[str, str]] = ()) -> None:
   """absl entry point shared by the scripts (flags parsed like hybrid_jax.main).
 
   The flags are defined here, not at import, so that tests can import the scripts next to
@@ -282,16 +388,28 @@ def run_cli(name: str, build_settings, to_markdown, *, sweeps_flow: bool = False
   out = flags.DEFINE_string('out', None,
                             'Markdown output (default <workdir>/experiments/<name>.md).')
   stq = flags.DEFINE_bool('stq', False, 'Also compute STQ (slower).')
-  for key in ('config', 'workdir', 'max_clips', 'out', 'stq'):  # listed by --help
+  seeds = flags.DEFINE_string(
+      'seeds', None, 'Comma-separated seeds, e.g. 0,1,2: one run per seed (config.seed and, on '
+      'synthetic data, data.generator_seed) in <workdir>/seed_<S>, then mean ± std per row.')
+  for key in ('config', 'workdir', 'max_clips', 'out', 'stq', 'seeds'):  # listed by --help
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[key])
 
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
     try:
-      run_experiment(config.value, workdir.value, name=name, build_settings=build_settings,
-                     to_markdown=to_markdown, max_clips=max_clips.value, out=out.value,
-                     stq=stq.value, sweeps_flow=sweeps_flow)
+      kwargs = dict(build_settings=build_settings, to_markdown=to_markdown,
+                    max_clips=max_clips.value, stq=stq.value, sweeps_flow=sweeps_flow)
+      seed_list = parse_seeds(seeds.value)
+      if seed_list:
+        if out.value:
+          raise errors.ConfigError('--out names one table; with --seeds the tables go to '
+                                   '<workdir>/seed_<S>/experiments/ and the summary to '
+                                   '<workdir>/experiments/. Drop --out.')
+        run_seeds(config.value, workdir.value, seed_list, name=name, comparisons=comparisons,
+                  **kwargs)
+      else:
+        run_experiment(config.value, workdir.value, name=name, out=out.value, **kwargs)
     except errors.HybridJaxError as exc:
       print(f'error: {exc}', file=sys.stderr)
       sys.exit(2)

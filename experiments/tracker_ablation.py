@@ -4,12 +4,18 @@ r"""The paper's Table I / V: tracker variants with the mutual check and temporal
   python experiments/tracker_ablation.py --config configs/cityscapes_vps.py:small \
       --config.data.root=/data/cityscapes_vps --config.flow.checkpoint=/ckpt/raft_sintel \
       --workdir /tmp/hybrid_city_small [--max-clips 10] [--stq]
+  python experiments/tracker_ablation.py --config configs/synthetic.py --workdir /tmp/seeds \
+      --seeds 0,1,2
 
 Rows (Table V): Instance, Instance + Mutual, Instance + Temporal, Instance + Mutual + Temporal,
 Pixel, Pixel + Temporal, Hybrid, Hybrid + Temporal. As in the paper, the plain instance rows
-toggle the mutual check; pixel and hybrid rows use config.track.mutual_check. Columns:
+toggle the mutual check; pixel and hybrid rows use config.track.mutual_check. Two comparisons
+of ours follow: the hybrid with the paper's plain sum instead of the fitted fusion, and the
+temporal rows with the forward direction only (the others use config.track.temporal_backward). Columns:
 VPQ / VPQ_Th / VPQ_St at k = 0, 5, 10, 15, their mean, (STQ with --stq) and FPS.
-Writes <workdir>/experiments/tracker_ablation.md.
+Writes <workdir>/experiments/tracker_ablation.md. With --seeds, one run per seed (data and
+training) and <workdir>/experiments/tracker_ablation_seeds.md with mean ± std per row and the
+paper's claims checked (`COMPARISONS`), saying when two rows differ by less than their spread.
 """
 
 from __future__ import annotations
@@ -36,6 +42,14 @@ def settings(mutual_check: bool = True) -> list[common.Setting]:
       s('Pixel Tracker + w/ Temporal', 'pixel', temporal=True, mutual_check=mutual_check),
       s('HybridTracker', 'hybrid', temporal=False, mutual_check=mutual_check),
       s('HybridTracker + w/ Temporal', 'hybrid', temporal=True, mutual_check=mutual_check),
+      s('HybridTracker (plain sum)', 'hybrid', temporal=False, mutual_check=mutual_check,
+        plain_sum=True),
+      s('HybridTracker + w/ Temporal (plain sum)', 'hybrid', temporal=True,
+        mutual_check=mutual_check, plain_sum=True),
+      s('Pixel Tracker + w/ Temporal (forward only)', 'pixel', temporal=True,
+        mutual_check=mutual_check, temporal_backward=False),
+      s('HybridTracker + w/ Temporal (forward only)', 'hybrid', temporal=True,
+        mutual_check=mutual_check, temporal_backward=False),
   ]
 
 
@@ -64,5 +78,15 @@ def markdown(rows: list[dict], config, num_clips: int) -> str:
   return '\n'.join(lines) + '\n'
 
 
+# (a, b): "a's VPQ_Th is above b's", the claims of Tables I and V and of our two comparisons.
+COMPARISONS = (
+    ('HybridTracker', 'Pixel Tracker'),
+    ('HybridTracker', 'Instance Tracker'),
+    ('HybridTracker + w/ Temporal', 'HybridTracker'),
+    ('HybridTracker', 'HybridTracker (plain sum)'),
+    ('HybridTracker + w/ Temporal', 'HybridTracker + w/ Temporal (forward only)'),
+)
+
 if __name__ == '__main__':
-  common.run_cli(NAME, lambda config: settings(config.track.mutual_check), markdown)
+  common.run_cli(NAME, lambda config: settings(config.track.mutual_check), markdown,
+                 comparisons=COMPARISONS)

@@ -17,6 +17,7 @@ from experiments import common
 from experiments import raft_iterations
 from experiments import temporal_threshold
 from experiments import tracker_ablation
+from hybrid_jax import errors
 from hybrid_jax import inference
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data.synthetic import scene as synthetic
@@ -68,6 +69,7 @@ def _tracker_for(setting):
   return tracker_lib.VideoTracker(
       setting.variant, temporal=setting.temporal, mutual_check=setting.mutual_check,
       max_instances=MAX_INSTANCES, memory_frames=10, dustbin_logit=5.0, threshold=0.5,
+      temporal_backward=setting.temporal_backward is not False,
       embed_fn=lambda image, inst: 10.0 * np.asarray(inst.kernels),
       categories=categories_lib.get_categories('synthetic'), **theta)
 
@@ -93,7 +95,7 @@ def test_tracker_ablation_rows_and_markdown(clips):
   by_name = {r['name']: r['results']['vpq'] for r in rows}
   # A perfect embedding plus a memory over the whole clip keeps every id: 100 at every k.
   for name in ('Instance Tracker + w/ Temporal', 'Instance Tracker + w/ Mutual + Temporal',
-               'HybridTracker + w/ Temporal'):
+               'HybridTracker + w/ Temporal', 'HybridTracker + w/ Temporal (forward only)'):
     assert [by_name[name][k]['all']['pq'] for k in common.KS] == pytest.approx([100.0] * 4)
   # Without the memory, objects hidden for a few frames (the synthetic clips have them)
   # come back with new ids, which the longest window sees.
@@ -207,3 +209,37 @@ def test_tracker_ablation_command_on_a_trained_run(tiny_run, tmp_path):
   assert names == [s.name for s in tracker_ablation.settings()]
   # Trained stages are reused, not retrained: nothing new under the stage folders' final/.
   assert 'already trained' in r.stderr
+
+
+def _row(name, all_, things, stuff=50.0):
+  final = {'all': {'pq': all_}, 'things': {'pq': things}, 'stuff': {'pq': stuff}}
+  return {'name': name, 'results': {'vpq': {'final': final}}}
+
+
+def test_seed_summary_and_the_spread_verdict():
+  rows = {0: [_row('HybridTracker', 30.0, 16.0), _row('Pixel Tracker', 31.0, 15.0)],
+          1: [_row('HybridTracker', 32.0, 18.0), _row('Pixel Tracker', 31.0, 17.8)]}
+  summary = common.seed_summary(rows)
+  assert [r['name'] for r in summary] == ['HybridTracker', 'Pixel Tracker']
+  assert summary[0]['mean']['things'] == pytest.approx(17.0)
+  assert summary[0]['std']['things'] == pytest.approx(1.0)       # population std of 16, 18
+  assert summary[1]['std']['all'] == pytest.approx(0.0)
+  md = common.seed_markdown(summary, [0, 1], [('HybridTracker', 'Pixel Tracker'),
+                                              ('Pixel Tracker', 'HybridTracker'),
+                                              ('HybridTracker', 'not a row')])
+  assert '| HybridTracker | 31.00 ± 1.00 | 17.00 ± 1.00 | 50.00 ± 0.00 |' in md
+  # 17.0 vs 16.4: above, but by less than the spread (1.4).
+  assert ('- HybridTracker VPQ_Th is above Pixel Tracker; the difference (+0.60) is less than '
+          'their spread (1.40).') in md
+  assert any(line.startswith('- Pixel Tracker VPQ_Th is not above HybridTracker') for line in md)
+  assert not any('not a row' in line for line in md)
+
+
+def test_seeds_are_parsed_and_set_on_the_config():
+  assert common.parse_seeds('0,1, 2') == [0, 1, 2] and common.parse_seeds('') == []
+  for bad in ('0,x', '1,1'):
+    with pytest.raises(errors.ConfigError, match='--seeds'):
+      common.parse_seeds(bad)
+  from configs import synthetic as synthetic_config
+  c = common.seed_config(synthetic_config.get_config('tiny'), 3)
+  assert (c.seed, c.data.generator_seed) == (3, 3)

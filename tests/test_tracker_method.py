@@ -1,0 +1,234 @@
+"""The paper's tracker method (§III.B-E): targets on predicted instances, the fitted fusion, and
+the backward direction of the temporal consistency constraint."""
+
+import numpy as np
+import pytest
+
+from configs import synthetic
+from hybrid_jax import errors
+from hybrid_jax.data import categories as categories_lib
+from hybrid_jax.losses import fusion as fusion_losses
+from hybrid_jax.models import fusion
+from hybrid_jax.tracking import frame_instances as instances_lib
+from hybrid_jax.tracking import tracker as tracker_lib
+from hybrid_jax.training import fusion_data
+from hybrid_jax.training import fusion_fit
+from hybrid_jax.training import prediction_targets
+from hybrid_jax.training.stages import train_tracker
+
+H, W = 12, 16
+
+
+def _box(y0, x0, y1, x1):
+  m = np.zeros((H, W), bool)
+  m[y0:y1, x0:x1] = True
+  return m
+
+
+# ---------------------------------------------------------------------------------------------
+# IoU > 0.5 targets on predicted instances.
+
+def test_predictions_take_the_ground_truth_they_overlap_by_more_than_half():
+  car, person = 13, 11  # the cityscapes_vps table's ids
+  gt_masks = [_box(0, 0, 6, 6), _box(6, 8, 12, 16)]        # a car and a person
+  gt_ids = np.array([car * 1000 + 3, person * 1000 + 7, -1, -1])
+  gt = instances_lib.from_arrays(np.stack(gt_masks), np.array([car, person]), max_instances=4)
+  pred_masks = [_box(0, 0, 6, 5),      # the car, IoU 30/36 = 0.83: matched
+                _box(0, 10, 4, 16),    # a false positive, overlaps nothing
+                _box(6, 8, 12, 11)]    # a sliver of the person, IoU 18/48 = 0.375: no match
+  pred = instances_lib.from_arrays(np.stack(pred_masks), np.array([car, car, person]),
+                                   max_instances=5)
+  ids = prediction_targets.assign_ground_truth(pred, gt, gt_ids)
+  assert ids.tolist() == [car * 1000 + 3, -1, -1, -1, -1]  # the person is missed
+  # Same overlap, another category: no match.
+  wrong = instances_lib.from_arrays(np.stack(pred_masks[:1]), np.array([person]), max_instances=2)
+  assert prediction_targets.assign_ground_truth(wrong, gt, gt_ids).tolist() == [-1, -1]
+
+
+def test_mask_iou_by_hand():
+  a = np.stack([_box(0, 0, 2, 2)])
+  b = np.stack([_box(0, 1, 2, 3), _box(5, 5, 6, 6)])
+  np.testing.assert_allclose(prediction_targets.mask_iou(a, b), [[2 / 6, 0.0]])
+
+
+# ---------------------------------------------------------------------------------------------
+# The fusion fit.
+
+def _rule_data(w_inst, w_pix, bias, *, pairs=600, m=5, seed=0):
+  """Rows whose target is drawn from the rule's softmax (columns + "no match" at logit 0)."""
+  rng = np.random.default_rng(seed)
+  inst = rng.random((pairs, m, m)).astype(np.float32)
+  pix = rng.random((pairs, m, m)).astype(np.float32)
+  f = w_inst * inst.astype(np.float64) + w_pix * pix + bias
+  logits = np.concatenate([f, np.zeros((pairs, m, 1))], -1)
+  p = np.exp(logits - logits.max(-1, keepdims=True))
+  p /= p.sum(-1, keepdims=True)
+  u = rng.random((pairs, m, 1))
+  choice = (p.cumsum(-1) < u).sum(-1)
+  target = np.where(choice < m, choice, -1).astype(np.int32)
+  return inst, pix, target, np.ones((pairs, m, m), bool)
+
+
+def test_fusion_fit_recovers_known_weights_deterministically():
+  # The instance cue is five times as informative as the pixel cue.
+  inst, pix, target, allowed = _rule_data(5.0, 1.0, -3.0)
+  params, losses = fusion_fit.fit_fusion(inst, pix, target, allowed, l2=0.0)
+  w = np.asarray(params['conv']['kernel']).ravel()
+  b = float(np.asarray(params['conv']['bias'])[0])
+  np.testing.assert_allclose([w[0], w[1], b], [5.0, 1.0, -3.0], atol=0.35)
+  assert 3.5 < w[0] / w[1] < 7.0
+  assert len(losses) < 15 and all(b <= a + 1e-12 for a, b in zip(losses, losses[1:]))
+  again, _ = fusion_fit.fit_fusion(inst, pix, target, allowed, l2=0.0)
+  np.testing.assert_array_equal(again['conv']['kernel'], params['conv']['kernel'])
+  # The analytic Newton loss is the jnp loss the module documents.
+  jnp_loss = float(fusion_losses.fusion_row_loss(params, inst=inst, pix=pix, target=target,
+                                                 allowed=allowed))
+  assert jnp_loss == pytest.approx(fusion_fit.held_out_loss(params, inst, pix, target, allowed),
+                                   rel=1e-4)
+  # Held out: the fit beats the plain sum on rows drawn from the same model.
+  held = _rule_data(5.0, 1.0, -3.0, seed=1)
+  assert (fusion_fit.held_out_loss(params, *held)
+          < fusion_fit.held_out_loss(fusion.init_fusion_params(), *held))
+
+
+def test_rows_without_a_counterpart_teach_the_bias_to_reject():
+  # Row 0 has its true match at column 0 (both cues high); row 1 has no counterpart and its
+  # best entry is middling. The plain sum matches row 1 anyway; the fitted fusion rejects it.
+  pairs = 50
+  inst = np.tile(np.array([[0.9, 0.1], [0.1, 0.45]], np.float32), (pairs, 1, 1))
+  pix = np.tile(np.array([[0.8, 0.0], [0.0, 0.4]], np.float32), (pairs, 1, 1))
+  allowed = np.ones((pairs, 2, 2), bool)
+  target = np.tile(np.array([0, -1], np.int32), (pairs, 1))
+  params, _ = fusion_fit.fit_fusion(inst, pix, target, allowed)
+  plain = fusion.init_fusion_params()
+  assert fusion_fit.row_decision_accuracy(plain, inst, pix, target, allowed) == 0.5
+  assert fusion_fit.row_decision_accuracy(params, inst, pix, target, allowed) == 1.0
+
+
+def test_no_instances_is_an_ordinary_pair_without_rows():
+  table = categories_lib.get_categories('cityscapes_vps')
+  car = 13
+  pan = np.zeros((3, H, W), np.int32)               # road everywhere
+  pan[:, 2:6, 2:8] = car * 1000 + 1                 # one car on every frame
+  clip = {'frames': np.zeros((3, H, W, 3), np.uint8), 'panoptic': pan,
+          'labelled': np.ones(3, bool), 'flow': np.zeros((2, H, W, 2), np.float32)}
+
+  def segment_nothing(frames):
+    n = len(frames)
+    return {'masks': np.zeros((n, 4, H, W), bool), 'classes': np.full((n, 4), -1, np.int32),
+            'scores': np.zeros((n, 4), np.float32), 'boxes': np.zeros((n, 4, 4), np.float32),
+            'valid': np.zeros((n, 4), bool), 'kernels': np.zeros((n, 4, 1), np.float32)}
+
+  def embed(image, inst):
+    return np.zeros((inst.max_instances, 2), np.float32)
+
+  kwargs = dict(embed=embed, dustbin_logit=None, table=table, max_instances=4,
+                labels_on_every_frame=True)
+  empty = fusion_data.pair_matrices([clip], segment=segment_nothing, **kwargs)
+  assert empty.num_pairs == 2 and not empty.allowed.any() and (empty.target == -1).all()
+  params, losses = fusion_fit.fit_fusion(empty.inst, empty.pix, empty.target, empty.allowed)
+  np.testing.assert_array_equal(params['conv']['kernel'].ravel(), [1.0, 1.0])  # plain sum kept
+  assert fusion_fit.row_decision_accuracy(params, empty.inst, empty.pix, empty.target,
+                                          empty.allowed) is None
+  gt = fusion_data.pair_matrices([clip], segment=None, **kwargs)  # ground-truth segments
+  assert gt.allowed[:, 0, 0].all() and gt.target[:, 0].tolist() == [0, 0]
+
+
+def test_fusion_split_holds_clips_out_of_the_head():
+  c = synthetic.get_config()
+  head, fit, held = train_tracker.fusion_split(c, 48)
+  assert (list(head), list(fit), list(held)) == (list(range(42)), [42, 43, 44],
+                                                 [45, 46, 47])
+  c.track.fusion_holdout_clips = 48
+  with pytest.raises(errors.ConfigError, match='fusion_holdout_clips=48'):
+    train_tracker.fusion_split(c, 48)
+
+
+def test_fusion_on_predictions_without_a_segmenter_names_the_stage(tmp_path):
+  c = synthetic.get_config('tiny')
+  c.track.fusion_segments = 'predicted'
+  with pytest.raises(errors.CheckpointError, match='mode=train_seg') as e:
+    train_tracker.segment_fn_for_fusion(c, str(tmp_path))
+  assert 'fusion_segments=gt' in str(e.value)
+  c.track.fusion_segments = 'gt'
+  assert train_tracker.segment_fn_for_fusion(c, str(tmp_path)) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# The backward direction of the temporal consistency constraint.
+
+def _three_frames(memory_embeddings, current_embeddings, *, backward: bool):
+  """Frame 0: instances A, B; frame 1: nothing; frame 2: instances C, D. Returns the ids."""
+  cls = 13
+  emb = {0: np.asarray(memory_embeddings, np.float32),
+         2: np.asarray(current_embeddings, np.float32)}
+
+  def embed_fn(image, inst):
+    out = np.zeros((inst.max_instances, 2), np.float32)
+    e = emb.get(int(image[0, 0, 0]))
+    if e is not None:
+      out[:len(e)] = e
+    return out
+
+  tracker = tracker_lib.VideoTracker('instance', temporal=True, temporal_backward=backward,
+                                     max_instances=4, embed_fn=embed_fn, dustbin_logit=None)
+  two = instances_lib.from_arrays(np.stack([_box(0, 0, 4, 4), _box(6, 6, 10, 10)]),
+                                  np.array([cls, cls]), max_instances=4)
+  ids = []
+  for t, inst in enumerate([two, instances_lib.empty(4, H, W), two]):
+    image = np.full((H, W, 3), t, np.uint8)
+    ids.append(tracker.update(image, inst).ids[:2].tolist())
+  return ids
+
+
+def test_backward_check_rejects_a_match_the_reverse_association_does_not_confirm():
+  # Dot products [[5, 4], [0, -5]] (rows A, B; columns C, D). Forward, p(.|B) picks C with
+  # 0.99 and the mutual check keeps B -> C; backward, p(.|C) over {A, B} picks A: not confirmed.
+  mem = [[5.0, 4.0], [0.0, -5.0]]
+  cur = [[1.0, 0.0], [0.0, 1.0]]
+  forward_only = _three_frames(mem, cur, backward=False)
+  assert forward_only[0] == [1, 2] and forward_only[2][0] == 2     # C took B's id
+  both = _three_frames(mem, cur, backward=True)
+  assert both[2][0] not in (1, 2)                                   # C starts a new track
+
+
+def test_backward_check_accepts_a_consistent_match():
+  mem = [[5.0, 0.0], [0.0, 5.0]]
+  cur = [[1.0, 0.0], [0.0, 1.0]]
+  assert _three_frames(mem, cur, backward=True)[2] == [1, 2]
+  assert _three_frames(mem, cur, backward=False)[2] == [1, 2]
+
+
+def test_backward_confirms_by_hand():
+  match = np.array([1, 0, -1])
+  reverse = np.array([[0.9, 0.2, 0.0], [0.3, 0.1, 0.0]])   # rows: current j; columns: stored i
+  allowed = np.ones((2, 3), bool)
+  # Stored 0 -> current 1: current 1's reverse arg-max is stored 0: kept. Stored 1 -> current
+  # 0: current 0's reverse arg-max is stored 0, not 1: rejected.
+  assert tracker_lib.backward_confirms(match, reverse, allowed, 0.01).tolist() == [1, -1, -1]
+  reverse2 = np.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.0]])
+  assert tracker_lib.backward_confirms(match, reverse2, allowed, 0.01).tolist() == [1, 0, -1]
+  assert tracker_lib.backward_confirms(match, reverse2, allowed, 0.95).tolist() == [-1, -1, -1]
+
+
+def test_fusion_matrices_on_a_trained_segmenters_predictions(tiny_run):
+  from hybrid_jax import trained_models
+  from hybrid_jax import workdirs
+  from hybrid_jax.data import datasets
+  c = synthetic.get_config('tiny')
+  c.track.fusion_segments = 'predicted'
+  segment = train_tracker.segment_fn_for_fusion(c, tiny_run)
+  models = trained_models.load_models(c, tiny_run, variants=['hybrid'])
+  clip = datasets.get_source(c, 'train', workdirs.data_dir(c, tiny_run))[0]
+  out = fusion_data.pair_matrices(
+      [clip], embed=models.head.embed_fn, dustbin_logit=models.head.dustbin_logit,
+      table=categories_lib.get_categories(c.data.categories),
+      max_instances=c.data.max_instances, labels_on_every_frame=True, segment=segment,
+      flow_fn=models.flow)
+  m = c.data.max_instances
+  t = len(clip['frames'])
+  assert out.inst.shape == out.pix.shape == out.allowed.shape == (t - 1, m, m)
+  assert out.target.shape == (t - 1, m)
+  # Rows of predictions without a ground-truth segment are left out; targets lie in allowed.
+  rows, cols = np.nonzero(out.target >= 0)
+  assert out.allowed[rows, cols, out.target[rows, cols]].all()
