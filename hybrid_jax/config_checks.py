@@ -152,8 +152,9 @@ def _check_track(config) -> None:
         _at_least(tr, key, 'track', 1)
     if 'fusion_holdout_clips' in tr:
       _at_least(tr, 'fusion_holdout_clips', 'track', 2)
-    if 'fusion_segments' in tr:
-      _choice(tr, 'fusion_segments', 'track', ('predicted', 'gt'))
+    for key in ('fusion_segments', 'head_segments'):
+      if key in tr:
+        _choice(tr, key, 'track', ('predicted', 'gt'))
     if 'canvas' in tr:
       canvas = tuple(tr.canvas)
       if (len(canvas) != 2 or not all(isinstance(v, int) and v >= 1 for v in canvas)

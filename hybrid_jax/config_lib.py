@@ -134,6 +134,10 @@ def base_config() -> ml_collections.ConfigDict:
   # segments 70.1 vs 89.9).
   c.track.fusion_holdout_clips = 6
   c.track.fusion_segments = 'gt'
+  # What the embedding head learns on: 'gt' instances, or the frozen segmenter's 'predicted'
+  # ones (each given the ground-truth segment it overlaps with IoU > 0.5; the others are rows
+  # without a counterpart), as the paper fine-tunes the tracker (§IV; the paper configs).
+  c.track.head_segments = 'gt'
   c.track.train = stage_train(300, 8, 1e-3)
 
   # ---- evaluation ------------------------------------------------------------------------
@@ -213,9 +217,10 @@ def paper_config(arg: str, dataset: dict) -> ml_collections.ConfigDict:
   c.track.canvas, c.track.pool, c.track.hidden_dim, c.track.embed_dim = (256, 512), 8, 1024, 1024
   # §III.E keeps one frame: frame t-delta is looked up when t+delta finds no match in t.
   c.track.memory_frames = 1
-  # The fusion is fitted on the (full PanopticFCN) segmenter's predictions; the head's DML
-  # follows Eq. 4 (no "none" slot).
-  c.track.fusion_segments, c.track.no_match = 'predicted', 'mask'
+  # The head is fine-tuned and the fusion fitted on the (full PanopticFCN) segmenter's
+  # predictions; the head's DML follows Eq. 4 (no "none" slot).
+  c.track.fusion_segments, c.track.head_segments = 'predicted', 'predicted'
+  c.track.no_match = 'mask'
   c.track.fusion_holdout_clips = 40  # train videos kept from the head for the fusion fit
   tt = c.track.train
   tt.steps, tt.batch_size, tt.optimizer, tt.lr = 20_000, 8, 'sgd', 1e-4

@@ -64,7 +64,7 @@ def relevant(config, what: str) -> dict[str, Any]:
              and k.split('.')[1] not in _TRACKING_ONLY}
     flow = {k: v for k, v in flat.items() if k.startswith('flow.')}
     seg = {}
-    if flat.get('track.fusion_segments') == 'predicted':
+    if 'predicted' in (flat.get('track.fusion_segments'), flat.get('track.head_segments')):
       seg = {k: v for k, v in flat.items() if k.startswith('seg.')}
     return {**data, **track, **flow, **seg}
   if what == 'tracking':

@@ -102,7 +102,7 @@ def train_track(config, workdir: str, *, flow: trained_models.FlowModel | None =
                 flow_trained: bool = False) -> None:
   """The embedding head and the fusion conv (fitted on pixel matrices from the run's flow)."""
   from hybrid_jax.training.stages import train_tracker  # pylint: disable=g-import-not-at-top
-  segment = train_tracker.segment_fn_for_fusion(config, workdir)  # a missing one fails first
+  segment = train_tracker.segment_fn_for(config, workdir)  # a missing one fails first
   if not flow_trained:
     flow = train_flow(config, workdir)
   with console.stage('track', 'the instance embedding head and the fusion conv') as line:

@@ -148,10 +148,10 @@ def test_fusion_on_predictions_without_a_segmenter_names_the_stage(tmp_path):
   c = synthetic.get_config('tiny')
   c.track.fusion_segments = 'predicted'
   with pytest.raises(errors.CheckpointError, match='mode=train_seg') as e:
-    train_tracker.segment_fn_for_fusion(c, str(tmp_path))
+    train_tracker.segment_fn_for(c, str(tmp_path))
   assert 'fusion_segments=gt' in str(e.value)
   c.track.fusion_segments = 'gt'
-  assert train_tracker.segment_fn_for_fusion(c, str(tmp_path)) is None
+  assert train_tracker.segment_fn_for(c, str(tmp_path)) is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def test_fusion_matrices_on_a_trained_segmenters_predictions(tiny_run):
   from hybrid_jax.data import datasets
   c = synthetic.get_config('tiny')
   c.track.fusion_segments = 'predicted'
-  segment = train_tracker.segment_fn_for_fusion(c, tiny_run)
+  segment = train_tracker.segment_fn_for(c, tiny_run)
   models = trained_models.load_models(c, tiny_run, variants=['hybrid'])
   clip = datasets.get_source(c, 'train', workdirs.data_dir(c, tiny_run))[0]
   out = fusion_data.pair_matrices(
@@ -232,3 +232,33 @@ def test_fusion_matrices_on_a_trained_segmenters_predictions(tiny_run):
   # Rows of predictions without a ground-truth segment are left out; targets lie in allowed.
   rows, cols = np.nonzero(out.target >= 0)
   assert out.allowed[rows, cols, out.target[rows, cols]].all()
+
+
+def test_head_pairs_on_predicted_instances():
+  table = categories_lib.get_categories('cityscapes_vps')
+  car = 13
+  pan = np.zeros((1, 2, H, W), np.int32)
+  pan[0, :, 0:6, 0:6] = car * 1000 + 4          # one car on both frames
+
+  def segment(frames):                          # frame 0: the car + a false positive;
+    n, m = len(frames), 3                       # frame 1: nothing found
+    masks = np.zeros((n, m, H, W), bool)
+    masks[0, 0] = _box(0, 0, 6, 5)
+    masks[0, 1] = _box(8, 10, 12, 16)
+    valid = masks.any((2, 3))
+    return {'masks': masks, 'classes': np.where(valid, car, -1).astype(np.int32),
+            'scores': valid.astype(np.float32), 'boxes': np.zeros((n, m, 4), np.float32),
+            'valid': valid, 'kernels': np.zeros((n, m, 1), np.float32)}
+
+  batch = {'frames': np.zeros((1, 2, H, W, 3), np.uint8), 'panoptic': pan}
+  out = train_tracker.to_predicted_pair_batch(batch, table=table, max_instances=4,
+                                              segment=segment)
+  assert out['valid_prev'][0].tolist() == [True, True, False, False]
+  assert not out['valid_cur'].any()               # an ordinary pair with no columns
+  assert out['target'][0].tolist() == [-1, -1, -1, -1]
+  assert out['masks_prev'].shape == (1, 4, H, W)
+  # The same prediction on both frames: the car row targets the car column, the false
+  # positive has no counterpart.
+  both = lambda frames: {k: np.stack([v[0], v[0]]) for k, v in segment(frames).items()}  # noqa: E731
+  out = train_tracker.to_predicted_pair_batch(batch, table=table, max_instances=4, segment=both)
+  assert out['target'][0].tolist() == [0, -1, -1, -1]

@@ -14,12 +14,14 @@ Both are exported under `<workdir>/track/final` (head) and `<workdir>/track/fusi
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
 from typing import Callable
 
 import jax
+import numpy as np
 
 from hybrid_jax import errors
 from hybrid_jax import inference
@@ -30,8 +32,10 @@ from hybrid_jax.data import datasets
 from hybrid_jax.losses import tracking as track_losses
 from hybrid_jax.models import embedding_head as head_lib
 from hybrid_jax.models import fusion as fusion_lib
+from hybrid_jax.tracking import frame_instances as instances_lib
 from hybrid_jax.training import fusion_data
 from hybrid_jax.training import fusion_fit
+from hybrid_jax.training import prediction_targets
 from hybrid_jax.training import pretrained
 from hybrid_jax.training.stages import common
 
@@ -52,6 +56,34 @@ def to_pair_batch(batch: dict, *, table, max_instances: int) -> dict:
   pairs = [(b, 0, 1) for b in range(len(frames))]
   return track_losses.make_pair_batch(list(frames), list(pan), pairs, categories=table,
                                       max_instances=max_instances)
+
+
+def to_predicted_pair_batch(batch: dict, *, table, max_instances: int, segment) -> dict:
+  """`to_pair_batch` on the frozen segmenter's instances of the same crops (§IV: the paper
+  fine-tunes the tracker on the segmenter's masks).
+
+  Each prediction takes the ground-truth segment it overlaps with IoU > 0.5
+  (`prediction_targets`); one without such a segment is a row with no counterpart (the DML's
+  dustbin target, or left out with no_match='mask'). A frame with no prediction is an
+  ordinary pair with no rows.
+  """
+  frames, pan = np.asarray(batch['frames']), np.asarray(batch['panoptic'])
+  b, _, h, w, _ = frames.shape
+  seg = segment(frames.reshape(b * 2, h, w, 3))
+  out = {k: [] for k in ('image_prev', 'image_cur', 'masks_prev', 'masks_cur', 'boxes_prev',
+                         'boxes_cur', 'valid_prev', 'valid_cur', 'target')}
+  for i in range(b):
+    ids = []
+    for k, suffix in ((0, 'prev'), (1, 'cur')):
+      pred = inference.frame_instances(seg, 2 * i + k, max_instances)
+      gt, gt_ids = instances_lib.instances_from_panoptic(pan[i, k], table, max_instances)
+      ids.append(prediction_targets.assign_ground_truth(pred, gt, gt_ids))
+      out[f'image_{suffix}'].append(frames[i, k])
+      out[f'masks_{suffix}'].append(np.asarray(pred.masks))
+      out[f'boxes_{suffix}'].append(np.asarray(pred.boxes))
+      out[f'valid_{suffix}'].append(np.asarray(pred.valid))
+    out['target'].append(track_losses.pair_targets(*ids))
+  return {k: np.stack(v) for k, v in out.items()}
 
 
 def make_loss_fn(config, model):
@@ -78,8 +110,8 @@ def train_tracker(config, workdir: str, data_dir: str, *,
 
   flow_fn(frames_prev [B,H,W,3], frames_cur) -> flow [B,H,W,2] gives the pixel matrices for the
   fusion fit (the RAFT of this run); None uses the dataset's ground-truth flow. segment(frames)
-  -> segmenter outputs gives the predicted instances the fusion is fitted on
-  (`segment_fn_for_fusion`); None fits it on ground-truth segments.
+  -> segmenter outputs gives the predicted instances the head (track.head_segments) and the
+  fusion (track.fusion_segments) learn on (`segment_fn_for`); None: ground-truth segments.
   """
   table = categories_lib.get_categories(config.data.categories)
   source = common.CachedSource(datasets.get_source(config, 'train', data_dir))
@@ -88,8 +120,16 @@ def train_tracker(config, workdir: str, data_dir: str, *,
   model = build_head(config)
   max_inst = int(d.max_instances)
 
+  if config.track.head_segments == 'predicted':
+    if segment is None:
+      raise errors.ConfigError("track.head_segments='predicted' needs the segmenter: pass "
+                               'segment=segment_fn_for(config, workdir).')
+    to_batch = functools.partial(to_predicted_pair_batch, segment=segment)
+  else:
+    to_batch = to_pair_batch
+
   def make_iterator(start_step):
-    return (to_pair_batch(b, table=table, max_instances=max_inst)
+    return (to_batch(b, table=table, max_instances=max_inst)
             for b in pair_iterator(config, common.ClipSubset(source, head_clips), start_step))
 
   params = head_lib.init_head(model, jax.random.key(config.seed), image_hw=(d.crop_height, d.crop_width),
@@ -101,7 +141,8 @@ def train_tracker(config, workdir: str, data_dir: str, *,
       metadata={'loss': config.track.loss, 'canvas': list(config.track.canvas),
                 'pool': int(config.track.pool), 'hidden_dim': int(config.track.hidden_dim),
                 'embed_dim': int(config.track.embed_dim), 'use_image': True,
-                'no_match': config.track.no_match})
+                'no_match': config.track.no_match,
+                'head_segments': config.track.head_segments})
   head_params = out['params']
   dustbin = trained_models.dustbin_logit_of(head_params, config.track.no_match)
   fit_fusion(config, workdir, source, table, model, head_params, dustbin, flow_fn=flow_fn,
@@ -126,26 +167,33 @@ def fusion_split(config, num_clips: int) -> tuple[range, range, range]:
   return range(first), range(first, mid), range(mid, num_clips)
 
 
-def segment_fn_for_fusion(config, workdir: str) -> Callable | None:
-  """``segment(frames) -> outputs`` of the run's segmenter (fusion on predicted segments), or
-  None for ground-truth segments. A missing segmenter names the stage to run first."""
-  if config.track.fusion_segments == 'gt':
+def segment_fn_for(config, workdir: str) -> Callable | None:
+  """``segment(frames) -> outputs`` of the run's segmenter when the head or the fusion learns
+  on predicted instances (track.head_segments / fusion_segments), else None. A missing
+  segmenter names the stage to run first."""
+  uses = [k for k in ('head_segments', 'fusion_segments') if config.track[k] == 'predicted']
+  if not uses:
     return None
   try:
     seg_model, seg_vars = trained_models.load_segmenter(config, workdir)
   except errors.CheckpointError as e:
+    settings = ' and '.join(f"track.{k}='predicted'" for k in uses)
+    fix = ' '.join(f'--config.track.{k}=gt' for k in uses)
     raise errors.CheckpointError(
-        'The fusion conv is fitted on the segmenter\'s predicted instances '
-        "(config.track.fusion_segments='predicted'), so the segmenter has to be trained first: "
-        f'{e} Or fit it on ground-truth segments: --config.track.fusion_segments=gt.') from None
+        f'The tracker learns on the segmenter\'s predicted instances ({settings}), so the '
+        f'segmenter has to be trained first: {e} Or learn on ground-truth segments: {fix}.'
+    ) from None
   models = trained_models.TrainedModels(seg_model=seg_model, seg_variables=seg_vars, flow=None,
                                         head=None)
-  return lambda frames: inference.segment_frames(models.segment_fn, seg_vars, frames)
+  return lambda frames: inference.segment_frames(models.segment_fn, seg_vars, frames,
+                                                 batch=max(len(frames), 1))
 
 
 def fit_fusion(config, workdir, source, table, model, head_params, dustbin, *, flow_fn=None,
                segment=None):
   """Fits (or loads) the 1x1 fusion conv on held-out train clips (`fusion_split`)."""
+  if config.track.fusion_segments != 'predicted':
+    segment = None
   path = os.path.join(workdir, STAGE, FUSION_DIR)
   if trained_models.has_export(path):
     return pretrained.load_pretrained(
