@@ -47,7 +47,10 @@ class Setting:
     temporal: temporal-consistency memory on.
     mutual_check: 1-to-1 mutual check on.
     temporal_threshold: θ; None = config.track.temporal_threshold.
-    flow_iters: RAFT iterations for this setting's flow; None = the clip's precomputed flow.
+    flow_iters: RAFT iterations for this setting's flow; None = the clip's precomputed flow
+      (or, with `flow_checkpoint`, config.flow.iters).
+    flow_checkpoint: a converted RAFT checkpoint for this setting's flow (paper Table III);
+      None = the run's RAFT.
     temporal_backward: §III.E's backward check on memory matches; None = the config's.
     plain_sum: 'hybrid' with the paper's untrained fusion (instance + pixel) instead of the
       fitted conv.
@@ -58,12 +61,20 @@ class Setting:
   mutual_check: bool = True
   temporal_threshold: float | None = None
   flow_iters: int | None = None
+  flow_checkpoint: str | None = None
   temporal_backward: bool | None = None
   plain_sum: bool = False
 
   @property
   def needs_flow(self) -> bool:
     return self.variant in ('pixel', 'hybrid')
+
+  @property
+  def own_flow(self) -> tuple | None:
+    """What this setting's flow depends on beyond the clip, or None (the clip's flow)."""
+    if self.flow_iters is None and self.flow_checkpoint is None:
+      return None
+    return (self.flow_checkpoint, self.flow_iters)
 
 
 @dataclasses.dataclass
@@ -85,7 +96,7 @@ class Clip:
   preds: inference.ClipPredictions
 
 
-FlowFor = Callable[[Clip, int], tuple[np.ndarray, float]]
+FlowFor = Callable[[Clip, Setting], tuple[np.ndarray, float]]
 TrackerFor = Callable[[Setting], tracker_lib.VideoTracker]
 
 
@@ -125,8 +136,9 @@ def sweep(clips: Iterable[Clip], settings: Sequence[Setting], *,
     categories: category table or its name, for the evaluator.
     dataset: VPQ protocol ('cityscapes_vps' | 'viper'; config.eval.dataset).
     metrics: 'vpq' and optionally 'stq'.
-    flow_for: ``flow_for(clip, iters) -> (flow [T-1, H, W, 2], seconds)``; needed by settings
-      with `flow_iters` (computed once per clip and iteration count).
+    flow_for: ``flow_for(clip, setting) -> (flow [T-1, H, W, 2], seconds)``; needed by
+      settings with `flow_iters` or `flow_checkpoint` (computed once per clip and
+      (checkpoint, iterations)).
     num_clips: length of `clips` for the progress bar, when it is a generator.
 
   Returns:
@@ -138,8 +150,9 @@ def sweep(clips: Iterable[Clip], settings: Sequence[Setting], *,
   names = [s.name for s in settings]
   if len(set(names)) != len(names):
     raise errors.ConfigError(f'Setting names must be distinct, got {names}.')
-  if any(s.flow_iters is not None for s in settings) and flow_for is None:
-    raise errors.ConfigError('Settings with flow_iters need a flow_for(clip, iters) function.')
+  if any(s.own_flow for s in settings) and flow_for is None:
+    raise errors.ConfigError('Settings with flow_iters or flow_checkpoint need a '
+                             'flow_for(clip, setting) function.')
   trackers = [tracker_for(s) for s in settings]
   gt_videos, video_ids = [], []
   preds = [[] for _ in settings]
@@ -151,15 +164,15 @@ def sweep(clips: Iterable[Clip], settings: Sequence[Setting], *,
     lab = np.flatnonzero(np.asarray(clip.labelled, bool))
     gt_videos.append(np.asarray(clip.panoptic)[lab])
     video_ids.append(str(clip.video_id))
-    flows: dict[int, tuple[np.ndarray, float]] = {}
+    flows: dict[tuple, tuple[np.ndarray, float]] = {}
     clip_seconds = np.zeros(len(settings))
     for k, (setting, tracker) in enumerate(zip(settings, trackers)):
       p = clip.preds
       flow_seconds = p.flow_seconds
-      if setting.flow_iters is not None:
-        if setting.flow_iters not in flows:
-          flows[setting.flow_iters] = flow_for(clip, setting.flow_iters)
-        flow, flow_seconds = flows[setting.flow_iters]
+      if setting.own_flow:
+        if setting.own_flow not in flows:
+          flows[setting.own_flow] = flow_for(clip, setting)
+        flow, flow_seconds = flows[setting.own_flow]
         p = dataclasses.replace(p, flow=np.asarray(flow, np.float32), flow_seconds=flow_seconds)
       pan, track_seconds = inference.track_clip(tracker, clip.frames, p)
       preds[k].append(pan[lab])
@@ -282,14 +295,41 @@ def seed_markdown(summary: list[dict], seeds: Sequence[int],
 
 # ---- command line ---------------------------------------------------------------------------
 
-def raft_flow_for(models) -> FlowFor:
-  """flow_for(clip, iters) running the run's RAFT with `iters` refinement iterations."""
-  if models.flow is None:
+def raft_flow_for(models, config=None) -> FlowFor:
+  """flow_for(clip, setting): the run's RAFT, or the setting's converted checkpoint (its
+  variant read from the checkpoint), with the setting's iterations (else config.flow's)."""
+  if models.flow is None and config is None:
     raise errors.ConfigError('This experiment runs RAFT: use --config.flow.source=raft (with '
                              'trained or converted weights), not gt.')
+  loaded: dict[str, Any] = {}
 
-  def flow_for(clip: Clip, iters: int):
-    return inference.clip_flows(models.flow.with_iters(iters), clip.frames)
+  def model_for(checkpoint):
+    if checkpoint is None:
+      if models.flow is None:
+        raise errors.ConfigError('This experiment runs the run\'s RAFT: use '
+                                 '--config.flow.source=raft, not gt.')
+      return models.flow
+    if checkpoint not in loaded:
+      from hybrid_jax import trained_models
+      from hybrid_jax.models.raft import model as raft
+      from hybrid_jax.training import pretrained
+      arch = pretrained.load_metadata(checkpoint).get('architecture')
+      variants = {a: v for v, a in raft.ARCHITECTURES.items()}
+      if arch not in variants:
+        raise errors.CheckpointError(
+            f'{checkpoint} holds {arch!r} weights, not RAFT; convert one with python -m '
+            'hybrid_jax.cli.convert raft raft-sintel.pth OUT.')
+      variables, _ = raft.load_raft(checkpoint, variant=variants[arch])
+      loaded[checkpoint] = trained_models.FlowModel(
+          variables=variables, variant=variants[arch], iters=int(config.flow.iters),
+          corr=config.flow.corr)
+    return loaded[checkpoint]
+
+  def flow_for(clip: Clip, setting: Setting):
+    model = model_for(setting.flow_checkpoint)
+    if setting.flow_iters is not None:
+      model = model.with_iters(setting.flow_iters)
+    return inference.clip_flows(model, clip.frames)
 
   return flow_for
 
@@ -333,7 +373,7 @@ def run_experiment(config, workdir: str, *, name: str,
   source = datasets.get_source(config, 'val', data_dir)
   num = len(source) if max_clips is None else max(0, min(int(max_clips), len(source)))
   settings = build_settings(config)
-  flow_for = raft_flow_for(models) if sweeps_flow else None
+  flow_for = raft_flow_for(models, config) if sweeps_flow else None
   rows = sweep(iter_clips(config, models, source, num, with_flow=not sweeps_flow), settings,
                tracker_for=tracker_for_run(config, models, table),
                categories=config.data.categories, dataset=config.eval.dataset,

@@ -26,6 +26,8 @@ COMMANDS = [
     (['experiments/tracker_ablation.py', '--helpshort'], '--max_clips'),
     (['experiments/temporal_threshold.py', '--helpshort'], '--thetas'),
     (['experiments/raft_iterations.py', '--helpshort'], '--iters'),
+    (['experiments/raft_checkpoints.py', '--helpshort'], '--checkpoints'),
+    (['experiments/tracker_ablation.py', '--helpshort'], '--seeds'),
 ]
 
 

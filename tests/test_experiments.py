@@ -130,7 +130,8 @@ def test_temporal_threshold_table(clips):
 def test_raft_iterations_better_flow_scores_higher(clips):
   calls = []
 
-  def flow_for(clip, iters):  # "RAFT" converges to the exact flow by 10 iterations
+  def flow_for(clip, setting):  # "RAFT" converges to the exact flow by 10 iterations
+    iters = setting.flow_iters
     calls.append((clip.video_id, iters))
     return clip.preds.flow * min(1.0, iters / 10), 0.05 * iters
 
@@ -243,3 +244,34 @@ def test_seeds_are_parsed_and_set_on_the_config():
   from configs import synthetic as synthetic_config
   c = common.seed_config(synthetic_config.get_config('tiny'), 3)
   assert (c.seed, c.data.generator_seed) == (3, 3)
+
+
+def test_raft_checkpoints_on_a_trained_run(tiny_run, tmp_path):
+  from configs import synthetic as synthetic_config
+  from experiments import raft_checkpoints
+  config = synthetic_config.get_config('tiny')
+  own = os.path.join(tiny_run, 'flow', 'final')
+  with pytest.raises(errors.CheckpointError, match='does not exist'):
+    raft_checkpoints.parse_checkpoints([f'x={tmp_path / "none"}'])
+  with pytest.raises(errors.ConfigError, match='distinct'):
+    raft_checkpoints.parse_checkpoints([f'a={own}', f'a={own}'])
+  # A second 'checkpoint': the run's RAFT with its weights zeroed (flow ~0): another version.
+  import jax
+  import numpy as np_
+  from hybrid_jax.training import pretrained
+  variables, meta = pretrained.load_pretrained(own)
+  zero = str(tmp_path / 'raft_zero')
+  pretrained.save_pretrained(zero, jax.tree.map(np_.zeros_like, variables), meta)
+  ckpts = raft_checkpoints.parse_checkpoints([f'run={own}', zero])
+  assert [n for n, _ in ckpts] == ['run', 'raft_zero']
+  out = str(tmp_path / 'raft_checkpoints.md')
+  _, rows = common.run_experiment(
+      config, tiny_run, name=raft_checkpoints.NAME,
+      build_settings=lambda c: raft_checkpoints.settings(ckpts),
+      to_markdown=raft_checkpoints.markdown, max_clips=1, out=out, sweeps_flow=True)
+  assert [r['name'] for r in rows] == ['run', 'raft_zero']
+  text = open(out).read()
+  assert '| version | PQ | PQ_Th | PQ_St | FPS |' in text and '| raft_zero |' in text
+  # The same segments under both: frame-level PQ (k = 0) is equal; only the flow differs.
+  assert (rows[0]['results']['vpq']['0']['all']['pq']
+          == rows[1]['results']['vpq']['0']['all']['pq'])
