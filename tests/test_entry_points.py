@@ -27,6 +27,7 @@ COMMANDS = [
     (['experiments/temporal_threshold.py', '--helpshort'], '--thetas'),
     (['experiments/raft_iterations.py', '--helpshort'], '--iters'),
     (['experiments/raft_checkpoints.py', '--helpshort'], '--checkpoints'),
+    (['experiments/external_predictor.py', '--helpshort'], '--pred_dir'),
     (['experiments/tracker_ablation.py', '--helpshort'], '--seeds'),
 ]
 

@@ -275,3 +275,37 @@ def test_raft_checkpoints_on_a_trained_run(tiny_run, tmp_path):
   # The same segments under both: frame-level PQ (k = 0) is equal; only the flow differs.
   assert (rows[0]['results']['vpq']['0']['all']['pq']
           == rows[1]['results']['vpq']['0']['all']['pq'])
+
+
+def test_external_predictor_rows_on_a_trained_run(tiny_run, tmp_path):
+  """Per-frame predictions (here: ground-truth segments with per-frame ids, as another
+  model's output would come) as given, + our pixel tracker, + temporal."""
+  from configs import synthetic as synthetic_config
+  from experiments import external_predictor
+  from hybrid_jax import val_tracking
+  from hybrid_jax import workdirs
+  from hybrid_jax.data import datasets
+  from hybrid_jax.data import official_format
+  config = synthetic_config.get_config('tiny')
+  table = categories_lib.get_categories(config.data.categories)
+  _, gt_json = val_tracking.gt_layout(config, tiny_run)
+  ids_by_video = val_tracking._image_ids_by_video(gt_json)
+  ids, maps = [], []
+  for clip in datasets.get_source(config, 'val', workdirs.data_dir(config, tiny_run)):
+    lab = np.flatnonzero(clip['labelled'])
+    seg = inference.ground_truth_segments(clip['panoptic'], table, config.data.max_instances)
+    ids += ids_by_video[str(clip['video_id'])]
+    maps += list(seg['panoptic'][lab])
+  pred_dir = str(tmp_path / 'per_frame')
+  official_format.write_predictions(pred_dir, ids, maps, table)
+  with pytest.raises(errors.DatasetError, match='pred.json'):
+    external_predictor.run(config, tiny_run, str(tmp_path))
+  out = str(tmp_path / 'external.md')
+  _, rows = external_predictor.run(config, tiny_run, pred_dir, name='GT-per-frame', out=out)
+  assert [r['name'] for r in rows] == ['GT-per-frame (per-frame ids)', 'GT-per-frame + Pixel',
+                                       'GT-per-frame + Pixel + w/ Temporal']
+  for r in rows:  # tracking changes ids only: every single frame stays perfect
+    assert r['results']['vpq']['0']['all']['pq'] == pytest.approx(100.0)
+  assert rows[0]['fps'] is None and rows[1]['fps'] > 0
+  assert rows[1]['results']['vpq']['final']['things']['pq'] > 80.0
+  assert '| GT-per-frame + Pixel + w/ Temporal |' in open(out).read()
