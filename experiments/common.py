@@ -248,10 +248,11 @@ def _final(row: Mapping, group: str) -> float:
 
 
 def seed_summary(rows_by_seed: Mapping[int, list[dict]]) -> list[dict]:
-  """Per setting, mean and standard deviation over seeds of the mean VPQ (all, things, stuff).
+  """Per setting, the mean VPQ (all, things, stuff) of each seed, their mean and standard
+  deviation.
 
-  Returns [{'name', 'n', 'mean': {group: float}, 'std': {group: float}}] in the settings'
-  order (the population standard deviation, ddof=0, so that two seeds give a spread too).
+  Returns [{'name', 'n', 'values': {group: [per seed]}, 'mean': {group: float},
+  'std': {group: float}}] in the settings' order (population standard deviation, ddof=0).
   """
   seeds = list(rows_by_seed)
   names = [r['name'] for r in rows_by_seed[seeds[0]]]
@@ -259,7 +260,7 @@ def seed_summary(rows_by_seed: Mapping[int, list[dict]]) -> list[dict]:
   for k, name in enumerate(names):
     vals = {g: np.array([_final(rows_by_seed[s][k], g) for s in seeds])
             for g in ('all', 'things', 'stuff')}
-    out.append({'name': name, 'n': len(seeds),
+    out.append({'name': name, 'n': len(seeds), 'values': {g: v.tolist() for g, v in vals.items()},
                 'mean': {g: float(v.mean()) for g, v in vals.items()},
                 'std': {g: float(v.std()) for g, v in vals.items()}})
   return out
@@ -267,9 +268,14 @@ def seed_summary(rows_by_seed: Mapping[int, list[dict]]) -> list[dict]:
 
 def seed_markdown(summary: list[dict], seeds: Sequence[int],
                   comparisons: Sequence[tuple[str, str]] = ()) -> list[str]:
-  """The mean ± std table and, for each (a, b) in `comparisons`, a line saying whether a's
-  VPQ_Th mean exceeds b's and whether the two differ by less than their spread (the larger
-  of their standard deviations)."""
+  """The mean ± std table and, for each (a, b) in `comparisons`, a line on a - b in VPQ_Th.
+
+  Two rows of one seed share its data, segmenter and flow, so the seeds' spread of a row
+  (mostly the segmenter's) says little about a difference between rows. The comparison is
+  therefore paired: the mean and standard deviation of the per-seed differences, how many
+  seeds have a above b, and whether the mean difference is smaller than the spread of the
+  differences (then the two rows are not told apart by these seeds).
+  """
   lines = [f'Over seeds {", ".join(map(str, seeds))} (data and training), mean ± std of the '
            'mean VPQ over k:', '',
            '| Method | VPQ | VPQ_Th | VPQ_St |', '|---|---|---|---|']
@@ -281,13 +287,14 @@ def seed_markdown(summary: list[dict], seeds: Sequence[int],
   for a, b in comparisons:
     if a not in by_name or b not in by_name:
       continue
-    ra, rb = by_name[a], by_name[b]
-    diff = ra['mean']['things'] - rb['mean']['things']
-    spread = max(ra['std']['things'], rb['std']['things'])
-    verdict = 'above' if diff > 0 else 'not above'
-    within = (f'; the difference ({diff:+.2f}) is less than their spread ({spread:.2f})'
-              if abs(diff) < spread else f' by {diff:+.2f} (spread {spread:.2f})')
-    notes.append(f'- {a} VPQ_Th is {verdict} {b}{within}.')
+    diff = np.array(by_name[a]['values']['things']) - np.array(by_name[b]['values']['things'])
+    mean, spread = float(diff.mean()), float(diff.std())
+    above = int((diff > 0).sum())
+    verdict = 'above' if mean > 0 else 'not above'
+    told = ('less than the spread of the differences: not told apart by these seeds'
+            if abs(mean) <= spread else 'more than the spread of the differences')
+    notes.append(f'- {a} VPQ_Th is {verdict} {b}: {mean:+.2f} ± {spread:.2f} (paired, above on '
+                 f'{above} of {len(diff)} seeds; {told}).')
   if notes:
     lines += ['', *notes]
   return lines

@@ -150,6 +150,8 @@ def _check_track(config) -> None:
     for key in ('pool', 'hidden_dim', 'embed_dim'):
       if key in tr:
         _at_least(tr, key, 'track', 1)
+    if 'eval_every_steps' in tr:
+      _at_least(tr, 'eval_every_steps', 'track', 0)
     if 'fusion_holdout_clips' in tr:
       _at_least(tr, 'fusion_holdout_clips', 'track', 2)
     for key in ('fusion_segments', 'head_segments'):

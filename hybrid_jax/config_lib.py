@@ -139,6 +139,9 @@ def base_config() -> ml_collections.ConfigDict:
   # without a counterpart), as the paper fine-tunes the tracker (§IV; the paper configs).
   c.track.head_segments = 'gt'
   c.track.train = stage_train(300, 8, 1e-3)
+  # > 0: val VPQ of the instance tracker on ground-truth segments every N steps (a learning
+  # curve in track/metrics.jsonl; the paper's Fig. 5, experiments/dml_losses.py).
+  c.track.eval_every_steps = 0
 
   # ---- evaluation ------------------------------------------------------------------------
   c.eval = ml_collections.ConfigDict()

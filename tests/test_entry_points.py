@@ -28,6 +28,7 @@ COMMANDS = [
     (['experiments/raft_iterations.py', '--helpshort'], '--iters'),
     (['experiments/raft_checkpoints.py', '--helpshort'], '--checkpoints'),
     (['experiments/external_predictor.py', '--helpshort'], '--pred_dir'),
+    (['experiments/dml_losses.py', '--helpshort'], '--losses'),
     (['experiments/tracker_ablation.py', '--helpshort'], '--seeds'),
 ]
 

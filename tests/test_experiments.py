@@ -217,22 +217,27 @@ def _row(name, all_, things, stuff=50.0):
   return {'name': name, 'results': {'vpq': {'final': final}}}
 
 
-def test_seed_summary_and_the_spread_verdict():
-  rows = {0: [_row('HybridTracker', 30.0, 16.0), _row('Pixel Tracker', 31.0, 15.0)],
-          1: [_row('HybridTracker', 32.0, 18.0), _row('Pixel Tracker', 31.0, 17.8)]}
+def test_seed_summary_and_the_paired_verdict():
+  rows = {0: [_row('HybridTracker', 30.0, 16.0), _row('Pixel Tracker', 31.0, 15.0),
+              _row('Instance Tracker', 29.0, 16.5)],
+          1: [_row('HybridTracker', 32.0, 18.0), _row('Pixel Tracker', 31.0, 17.8),
+              _row('Instance Tracker', 29.0, 17.0)]}
   summary = common.seed_summary(rows)
-  assert [r['name'] for r in summary] == ['HybridTracker', 'Pixel Tracker']
+  assert [r['name'] for r in summary] == ['HybridTracker', 'Pixel Tracker', 'Instance Tracker']
   assert summary[0]['mean']['things'] == pytest.approx(17.0)
   assert summary[0]['std']['things'] == pytest.approx(1.0)       # population std of 16, 18
   assert summary[1]['std']['all'] == pytest.approx(0.0)
   md = common.seed_markdown(summary, [0, 1], [('HybridTracker', 'Pixel Tracker'),
-                                              ('Pixel Tracker', 'HybridTracker'),
+                                              ('HybridTracker', 'Instance Tracker'),
                                               ('HybridTracker', 'not a row')])
   assert '| HybridTracker | 31.00 ± 1.00 | 17.00 ± 1.00 | 50.00 ± 0.00 |' in md
-  # 17.0 vs 16.4: above, but by less than the spread (1.4).
-  assert ('- HybridTracker VPQ_Th is above Pixel Tracker; the difference (+0.60) is less than '
-          'their spread (1.40).') in md
-  assert any(line.startswith('- Pixel Tracker VPQ_Th is not above HybridTracker') for line in md)
+  # Paired differences 1.0 and 0.2: +0.60 ± 0.40, above on both seeds, told apart although
+  # each row's own spread over seeds (1.0, 1.4) is larger than the difference.
+  assert ('- HybridTracker VPQ_Th is above Pixel Tracker: +0.60 ± 0.40 (paired, above on 2 of '
+          '2 seeds; more than the spread of the differences).') in md
+  # Differences -0.5 and +1.0: +0.25 ± 0.75, not told apart.
+  assert any(line.startswith('- HybridTracker VPQ_Th is above Instance Tracker: +0.25 ± 0.75')
+             and 'not told apart' in line for line in md)
   assert not any('not a row' in line for line in md)
 
 
@@ -309,3 +314,29 @@ def test_external_predictor_rows_on_a_trained_run(tiny_run, tmp_path):
   assert rows[0]['fps'] is None and rows[1]['fps'] > 0
   assert rows[1]['results']['vpq']['final']['things']['pq'] > 80.0
   assert '| GT-per-frame + Pixel + w/ Temporal |' in open(out).read()
+
+
+def test_dml_losses_curves_on_tiny_data(tmp_path):
+  from configs import synthetic as synthetic_config
+  from experiments import dml_losses
+  config = synthetic_config.get_config('tiny')
+  with pytest.raises(errors.ConfigError, match='--losses'):
+    dml_losses.run(config, str(tmp_path / 'x'), losses=['hinge'])
+  out = str(tmp_path / 'fig5.md')
+  path, curves = dml_losses.run(config, str(tmp_path / 'run'), losses=['dml', 'triplet'],
+                                every=1, out=out)
+  steps = config.track.train.steps
+  for name in ('dml', 'triplet'):
+    assert [p['step'] for p in curves[name]] == list(range(1, steps + 1))
+    assert all(0.0 <= p['vpq_things'] <= 100.0 for p in curves[name])
+  # The same initialisation and pairs: both heads start from one network, different losses
+  # then move them apart; the two exports differ.
+  from hybrid_jax.training import pretrained
+  a, _ = pretrained.load_pretrained(str(tmp_path / 'run' / 'dml_losses' / 'dml' / 'track' /
+                                        'final'))
+  b, _ = pretrained.load_pretrained(str(tmp_path / 'run' / 'dml_losses' / 'triplet' /
+                                        'track' / 'final'))
+  assert not np.array_equal(np.asarray(a['params']['fc2']['kernel']),
+                            np.asarray(b['params']['fc2']['kernel']))
+  text = open(path).read()
+  assert '| step | dml | triplet |' in text and os.path.exists(str(tmp_path / 'fig5.png'))

@@ -35,6 +35,7 @@ from hybrid_jax.models import fusion as fusion_lib
 from hybrid_jax.tracking import frame_instances as instances_lib
 from hybrid_jax.training import fusion_data
 from hybrid_jax.training import fusion_fit
+from hybrid_jax.training import head_learning_curve
 from hybrid_jax.training import prediction_targets
 from hybrid_jax.training import pretrained
 from hybrid_jax.training.stages import common
@@ -105,8 +106,12 @@ def pair_iterator(config, source, start_step: int = 0):
 
 
 def train_tracker(config, workdir: str, data_dir: str, *,
-                  flow_fn: Callable | None = None, segment: Callable | None = None) -> None:
+                  flow_fn: Callable | None = None, segment: Callable | None = None,
+                  with_fusion: bool = True) -> None:
   """Trains the embedding head and fits the fusion (or finds both done); exports them.
+
+  with_fusion=False trains (and exports) the head only, e.g. to compare its losses; the stage
+  is then not recorded as done.
 
   flow_fn(frames_prev [B,H,W,3], frames_cur) -> flow [B,H,W,2] gives the pixel matrices for the
   fusion fit (the RAFT of this run); None uses the dataset's ground-truth flow. segment(frames)
@@ -134,16 +139,21 @@ def train_tracker(config, workdir: str, data_dir: str, *,
 
   params = head_lib.init_head(model, jax.random.key(config.seed), image_hw=(d.crop_height, d.crop_width),
                               max_instances=max_inst)
+  every = int(config.track.get('eval_every_steps', 0) or 0)
+  eval_fn = (head_learning_curve.make_eval_fn(config, model, table, data_dir) if every
+             else None)
   out = common.train_stage(
       config=config, workdir=workdir, stage_name=STAGE, stage_cfg=config.track,
       architecture=ARCHITECTURE, variables={'params': params}, loss_fn=make_loss_fn(config, model),
-      make_data_iterator=make_iterator, record=False,
+      make_data_iterator=make_iterator, record=False, eval_fn=eval_fn, eval_every_steps=every,
       metadata={'loss': config.track.loss, 'canvas': list(config.track.canvas),
                 'pool': int(config.track.pool), 'hidden_dim': int(config.track.hidden_dim),
                 'embed_dim': int(config.track.embed_dim), 'use_image': True,
                 'no_match': config.track.no_match,
                 'head_segments': config.track.head_segments})
   head_params = out['params']
+  if not with_fusion:
+    return
   dustbin = trained_models.dustbin_logit_of(head_params, config.track.no_match)
   fit_fusion(config, workdir, source, table, model, head_params, dustbin, flow_fn=flow_fn,
              segment=segment)
