@@ -2,8 +2,10 @@
 
 The two m×n matrices are stacked as two channels of an m×n "image" and mixed by a 1×1
 convolution (2 channels -> 1). Initialised to the paper's plain sum (weights (1, 1), bias 0),
-so an untrained fusion is exactly "instance probability + dice"; `losses.fusion.fusion_loss`
-and `training.fusion_fit.fit_fusion` train the three numbers on ground-truth matches.
+so an untrained fusion is exactly "instance probability + dice". `training.fusion_fit` fits
+the three numbers on held-out train clips (`losses.fusion.fusion_row_loss`); a fitted fusion's
+output is a logit whose sign is the match decision, so the tracker's thresholds (1e-5, θ) then
+mean "more likely a match than none".
 """
 
 from __future__ import annotations
