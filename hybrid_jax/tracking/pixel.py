@@ -21,6 +21,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from hybrid_jax import backend_choices
 from hybrid_jax import errors
 
 def warp_indices(flow):
@@ -184,7 +185,7 @@ def dice_matrix(masks_a, masks_b, valid_a=None, valid_b=None, *, method: str = '
     float32 [M, N].
   """
   if method == 'auto':
-    method = 'packed' if jax.default_backend() == 'cpu' else 'matmul'
+    method = backend_choices.dice_method()
   masks_a = jnp.asarray(masks_a, bool)
   masks_b = jnp.asarray(masks_b, bool)
   if method == 'packed':

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hybrid_jax import backend_choices
 from hybrid_jax import errors
 from hybrid_jax.models.raft import corr as raft_corr
 from hybrid_jax.models.raft.blocks import (Encoder, MaskHead, UpdateBlockParams, count_params,
@@ -137,7 +138,8 @@ class RAFT(nn.Module):
       0.95 s per RAFT-small step at 64x128, batch 4, 8 iterations), so training unrolls.
     winograd: run the refinement loop's 3x3 convs as Winograd F(2x2, 3x3) and the GRU's
       1x5 / 5x1 convs as F(4, 5) (models/winograd.py): same values up to float rounding,
-      fewer multiplications; faster at inference, slower on training crops' tiny grids.
+      fewer multiplications; faster at inference on XLA:CPU, slower on training crops' tiny
+      grids. None: `backend_choices.raft_winograd()` (on CPU only).
   """
   variant: str = 'standard'
   corr: str = 'all_pairs'
@@ -146,7 +148,7 @@ class RAFT(nn.Module):
   freeze_bn: bool = False
   pad_mode: str = 'sintel'
   unroll: int = 1
-  winograd: bool = True
+  winograd: bool | None = None
 
   @nn.compact
   def __call__(self, image1: Array, image2: Array, *, iters: int = 12,
@@ -184,7 +186,9 @@ class RAFT(nn.Module):
 
     p = UpdateBlockParams(small, cfg['hidden'], cfg['context'],
                           CORR_LEVELS * (2 * cfg['radius'] + 1)**2, name='update_block')()
-    p = prepare_update_block(p, inp, small=small, use_winograd=self.winograd)  # done once
+    use_winograd = (backend_choices.raft_winograd() if self.winograd is None
+                    else bool(self.winograd))
+    p = prepare_update_block(p, inp, small=small, use_winograd=use_winograd)  # done once
 
     def step(carry, _):
       net, coords1 = carry
@@ -295,7 +299,7 @@ _STATIC = ('variant', 'iters', 'corr', 'pad_mode')
 
 @functools.lru_cache(maxsize=None)
 def _cpu_options_supported() -> bool:
-  if jax.default_backend() != 'cpu':
+  if not backend_choices.raft_uses_cpu_compiler_options():
     return False
   try:  # an XLA that no longer knows the option rejects it at compile time
     jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(

@@ -35,6 +35,26 @@ def load_final(workdir: str, stage_name: str, architecture: str | None = None):
   return pretrained.load_pretrained(path, expect_architecture=architecture)
 
 
+def make_stage_step(*, config, stage_name: str, stage_cfg, variables: Mapping[str, Any],
+                    loss_fn: step_lib.LossFn, frozen: Sequence[str] = (),
+                    no_weight_decay: Sequence[str] = (),
+                    compiler_options: Mapping[str, Any] | None = None):
+  """(mesh, initial TrainState, jitted train step) of a stage: what `train_stage` runs, and
+  what `tests/test_lowering.py` exports for other platforms."""
+  train_cfg = stage_cfg.train
+  mesh = mesh_lib.make_mesh()
+  params = variables['params']
+  tx = optim.make_optimizer(train_cfg, frozen=frozen, no_weight_decay=no_weight_decay,
+                            params=params)
+  state = state_lib.create_train_state(params, tx, batch_stats=variables.get('batch_stats'))
+  train_step = step_lib.make_train_step(
+      loss_fn, tx, mesh=mesh,
+      rng=jax.random.key(config.seed + zlib.crc32(stage_name.encode()) % 1000),
+      schedule=optim.make_schedule(train_cfg),
+      compiler_options=dict(compiler_options) if compiler_options else None)
+  return mesh, state, train_step
+
+
 def train_stage(*, config, workdir: str, stage_name: str, stage_cfg, architecture: str,
                 variables: Mapping[str, Any],
                 loss_fn: step_lib.LossFn,
@@ -67,15 +87,10 @@ def train_stage(*, config, workdir: str, stage_name: str, stage_cfg, architectur
     return done[0]
   loop_lib.prepare_stage_dir(workdir, stage_name)  # a bad workdir fails before compute
   train_cfg = stage_cfg.train
-  mesh = mesh_lib.make_mesh()
-  params = variables['params']
-  tx = optim.make_optimizer(train_cfg, frozen=frozen, no_weight_decay=no_weight_decay,
-                            params=params)
-  state = state_lib.create_train_state(params, tx, batch_stats=variables.get('batch_stats'))
-  train_step = step_lib.make_train_step(
-      loss_fn, tx, mesh=mesh, rng=jax.random.key(config.seed + zlib.crc32(stage_name.encode()) % 1000),
-      schedule=optim.make_schedule(train_cfg),
-      compiler_options=dict(compiler_options) if compiler_options else None)
+  mesh, state, train_step = make_stage_step(
+      config=config, stage_name=stage_name, stage_cfg=stage_cfg, variables=variables,
+      loss_fn=loss_fn, frozen=frozen, no_weight_decay=no_weight_decay,
+      compiler_options=compiler_options)
   state = loop_lib.train_loop(
       workdir=workdir, state=state, train_step=train_step,
       make_data_iterator=make_data_iterator, num_steps=train_cfg.steps, mesh=mesh,
