@@ -211,6 +211,17 @@ def fps_cell(fps: float | None) -> str:
   return f'{fps:.1f}' if fps else '—'
 
 
+def pq_table(rows: list[dict], first_column: str, label: Callable[[dict], str]) -> list[str]:
+  """Tables III / IV's layout: `first_column` (label(row)), PQ, PQ_Th, PQ_St (the mean VPQ over
+  k, two decimals) and FPS."""
+  lines = [f'| {first_column} | PQ | PQ_Th | PQ_St | FPS |', '|---|---|---|---|---|']
+  for r in rows:
+    final = r['results']['vpq']['final']
+    cells = [f'{final[g]["pq"]:.2f}' for g in ('all', 'things', 'stuff')]
+    lines.append(f'| {label(r)} | ' + ' | '.join(cells) + f' | {fps_cell(r["fps"])} |')
+  return lines
+
+
 def header(title: str, config, num_clips: int) -> list[str]:
   return [f'# {title}', '',
           f'{config.data.name} val, {num_clips} clip(s); VPQ protocol {config.eval.dataset}; '

@@ -56,12 +56,7 @@ def settings(checkpoints, mutual_check: bool = True) -> list[common.Setting]:
 
 
 def table(rows: list[dict]) -> list[str]:
-  lines = ['| version | PQ | PQ_Th | PQ_St | FPS |', '|---|---|---|---|---|']
-  for r in rows:
-    final = r['results']['vpq']['final']
-    cells = [f'{final[g]["pq"]:.2f}' for g in ('all', 'things', 'stuff')]
-    lines.append(f'| {r["name"]} | ' + ' | '.join(cells) + f' | {common.fps_cell(r["fps"])} |')
-  return lines
+  return common.pq_table(rows, 'version', lambda r: r['name'])
 
 
 def markdown(rows: list[dict], config, num_clips: int) -> str:

@@ -31,13 +31,7 @@ def settings(iterations=ITERATIONS, mutual_check: bool = True) -> list[common.Se
 
 
 def table(rows: list[dict]) -> list[str]:
-  lines = ['| Iterations | PQ | PQ_Th | PQ_St | FPS |', '|---|---|---|---|---|']
-  for r in rows:
-    final = r['results']['vpq']['final']
-    cells = [f'{final[g]["pq"]:.2f}' for g in ('all', 'things', 'stuff')]
-    lines.append(f'| {r["setting"].flow_iters} | ' + ' | '.join(cells) +
-                 f' | {common.fps_cell(r["fps"])} |')
-  return lines
+  return common.pq_table(rows, 'Iterations', lambda r: str(r['setting'].flow_iters))
 
 
 def markdown(rows: list[dict], config, num_clips: int) -> str:
