@@ -427,6 +427,15 @@ def run_seeds(config, workdir: str, seeds: Sequence[int], *, name: str, comparis
   return out, rows_by_seed
 
 
+def quiet_log(workdir: str | None) -> None:
+  """The libraries' INFO log to <workdir>/logs/, as `hybrid_jax.main` does (the terminal keeps
+  warnings, errors and the tables; --alsologtostderr shows everything)."""
+  from hybrid_jax import console
+  log_dir = console.log_to_workdir(workdir)
+  if log_dir:
+    console.say(f'log: {log_dir} (--alsologtostderr shows it here)')
+
+
 def run_cli(name: str, build_settings, to_markdown, *, sweeps_flow: bool = False,
             comparisons: Sequence[tuple[str, str]] = ()) -> None:
   """absl entry point shared by the scripts (flags parsed like hybrid_jax.main).
@@ -455,6 +464,7 @@ def run_cli(name: str, build_settings, to_markdown, *, sweeps_flow: bool = False
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+    quiet_log(workdir.value)
     try:
       kwargs = dict(build_settings=build_settings, to_markdown=to_markdown,
                     max_clips=max_clips.value, stq=stq.value, sweeps_flow=sweeps_flow)

@@ -130,6 +130,7 @@ if __name__ == '__main__':
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+    common.quiet_log(_WORKDIR.value)
     try:
       run(_CONFIG.value, _WORKDIR.value, losses=_LOSSES.value, every=_EVERY.value,
           out=_OUT.value)

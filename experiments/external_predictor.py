@@ -109,6 +109,7 @@ if __name__ == '__main__':
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+    common.quiet_log(_WORKDIR.value)
     try:
       run(_CONFIG.value, _WORKDIR.value, _PRED.value, name=_NAME.value, out=_OUT.value)
     except errors.HybridJaxError as exc:

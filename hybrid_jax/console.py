@@ -1,6 +1,6 @@
 """What the terminal shows during long work: one line per stage, progress bars; the rest is log.
 
-`main` sends the libraries' log (absl, Orbax, TFDS at INFO) to ``<workdir>/logs/``; the
+`log_to_workdir` (called by `main` and the experiments) sends the libraries' log (absl, Orbax, TFDS at INFO) to ``<workdir>/logs/``; the
 terminal keeps warnings, errors, the stage lines below and progress bars with rate and ETA.
 Stage lines and bars show only when stderr is a terminal (a pipe or a CI log gets the log's
 warnings and the results on stdout); every stage line is also written to the log.
@@ -15,6 +15,27 @@ import os
 import sys
 import time
 from typing import Iterable
+
+
+def log_to_workdir(workdir: str | None) -> str | None:
+  """The libraries' INFO log goes to <workdir>/logs/; the terminal keeps warnings and errors.
+
+  Returns the log folder, or None when the log stays on the terminal: --alsologtostderr (or
+  --logtostderr) keeps absl's default, and an unwritable workdir is reported later by the
+  command itself.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  if not workdir or flags.FLAGS.logtostderr or flags.FLAGS.alsologtostderr:
+    return None
+  log_dir = os.path.join(os.path.abspath(os.path.expanduser(workdir)), 'logs')
+  try:
+    os.makedirs(log_dir, exist_ok=True)
+  except OSError:
+    return None
+  absl_logging.get_absl_handler().use_absl_log_file('hybrid_jax', log_dir)
+  flags.FLAGS.stderrthreshold = 'warning'
+  return log_dir
 
 
 def interactive() -> bool:

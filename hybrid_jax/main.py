@@ -16,10 +16,10 @@ import threading
 
 from absl import app
 from absl import flags
-from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from hybrid_jax.cli import flag_parsing
+from hybrid_jax import console
 from hybrid_jax import errors
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -46,28 +46,11 @@ def _log_background_errors() -> None:
   logging.captureWarnings(True)  # Python warnings as one log line each, like the others
 
 
-def _log_to_workdir(workdir: str | None) -> str | None:
-  """The libraries' INFO log goes to <workdir>/logs/; the terminal keeps warnings and errors.
-
-  --alsologtostderr (or --logtostderr) keeps absl's default: everything on the terminal.
-  """
-  if not workdir or flags.FLAGS.logtostderr or flags.FLAGS.alsologtostderr:
-    return None
-  log_dir = os.path.join(os.path.abspath(os.path.expanduser(workdir)), 'logs')
-  try:
-    os.makedirs(log_dir, exist_ok=True)
-  except OSError:
-    return None  # an unwritable workdir is reported by train.run
-  absl_logging.get_absl_handler().use_absl_log_file('hybrid_jax', log_dir)
-  flags.FLAGS.stderrthreshold = 'warning'
-  return log_dir
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   _log_background_errors()
-  log_dir = _log_to_workdir(_WORKDIR.value)
+  log_dir = console.log_to_workdir(_WORKDIR.value)
   from hybrid_jax import train  # imported after flag parsing: keeps --help fast
   from hybrid_jax.training import mesh
   from hybrid_jax.training import writers
@@ -77,7 +60,6 @@ def main(argv):
     mesh.initialize_distributed(_CONFIG.value.distributed)
     logging.info('platform: %s', writers.platform_info())
     if log_dir:
-      from hybrid_jax import console  # pylint: disable=g-import-not-at-top
       console.say(f'log: {log_dir} (--alsologtostderr shows it here)')
     train.run(_CONFIG.value, _WORKDIR.value)
   except errors.HybridJaxError as exc:
