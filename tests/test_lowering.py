@@ -26,9 +26,7 @@ from hybrid_jax.models.raft import model as raft
 from hybrid_jax.tracking import instance as instance_assoc
 from hybrid_jax.tracking import matching
 from hybrid_jax.tracking import pixel
-from hybrid_jax.training.stages import common
-from hybrid_jax.training.stages import train_flow
-from hybrid_jax.training.stages import train_segmenter
+from hybrid_jax.training.stages import example_steps
 from hybrid_jax.training.stages import train_tracker
 
 PLATFORMS = ('cpu', 'tpu', 'cuda')
@@ -48,44 +46,13 @@ def _seg_model():
 
 # ---- the programs: name -> build(platform) -> (jitted fn, args) ------------------------------
 
-def _seg_train_step(platform):
-  c, model, variables, frozen = _seg_model()
-  _, state, step = common.make_stage_step(
-      config=c, stage_name='seg', stage_cfg=c.seg, variables=variables,
-      loss_fn=train_segmenter.make_loss_fn(model), frozen=frozen)
-  b = c.seg.train.batch_size
-  batch = {'frames': np.zeros((b, 2, H, W, 3), np.uint8),
-           'panoptic': np.zeros((b, 2, H, W), np.int32)}
-  return step, (state, batch)
-
-
-def _flow_train_step(platform):
-  c = _config()
-  _, state, step = common.make_stage_step(
-      config=c, stage_name='flow', stage_cfg=c.flow, variables=train_flow.initial_variables(c),
-      loss_fn=train_flow.make_loss_fn(c))
-  b = c.flow.train.batch_size
-  batch = {'frames': np.zeros((b, 2, H, W, 3), np.uint8),
-           'flow': np.zeros((b, H, W, 2), np.float32), 'flow_valid': np.ones((b, H, W), bool)}
-  return step, (state, batch)
-
-
-def _track_train_step(platform):
-  c = _config()
-  model = train_tracker.build_head(c)
-  params = head_lib.init_head(model, jax.random.key(0), image_hw=(H, W), max_instances=N)
-  _, state, step = common.make_stage_step(
-      config=c, stage_name='track', stage_cfg=c.track, variables={'params': params},
-      loss_fn=train_tracker.make_loss_fn(c, model))
-  b = c.track.train.batch_size
-  batch = {'image_prev': np.zeros((b, H, W, 3), np.uint8),
-           'image_cur': np.zeros((b, H, W, 3), np.uint8),
-           'masks_prev': np.zeros((b, N, H, W), bool), 'masks_cur': np.zeros((b, N, H, W), bool),
-           'boxes_prev': np.zeros((b, N, 4), np.float32),
-           'boxes_cur': np.zeros((b, N, 4), np.float32),
-           'valid_prev': np.ones((b, N), bool), 'valid_cur': np.ones((b, N), bool),
-           'target': np.zeros((b, N), np.int32)}
-  return step, (state, batch)
+def _train_step(stage):
+  def build(platform):
+    c = _config()
+    batch_size = c[stage].train.batch_size
+    step, state, batch = example_steps.STAGE_STEPS[stage](c, batch_size=batch_size, hw=(H, W))
+    return step, (state, batch)
+  return build
 
 
 def _segment(scales):
@@ -150,9 +117,9 @@ def _sinkhorn(platform):
 
 
 PROGRAMS = {
-    'seg train step': _seg_train_step,
-    'flow train step': _flow_train_step,
-    'track train step': _track_train_step,
+    'seg train step': _train_step('seg'),
+    'flow train step': _train_step('flow'),
+    'track train step': _train_step('track'),
     'segmenter (one scale)': _segment((1.0,)),
     'segmenter (two scales)': _segment((0.5, 1.0)),
     'RAFT small all_pairs': _raft('small', 'all_pairs'),

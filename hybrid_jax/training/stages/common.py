@@ -40,7 +40,7 @@ def make_stage_step(*, config, stage_name: str, stage_cfg, variables: Mapping[st
                     no_weight_decay: Sequence[str] = (),
                     compiler_options: Mapping[str, Any] | None = None):
   """(mesh, initial TrainState, jitted train step) of a stage: what `train_stage` runs, and
-  what `tests/test_lowering.py` exports for other platforms."""
+  what `example_steps` builds for lowering and device timing."""
   train_cfg = stage_cfg.train
   mesh = mesh_lib.make_mesh()
   params = variables['params']
