@@ -2,7 +2,9 @@
 builds it (`common.make_stage_step`, the stage's own variables and loss).
 
 For what needs the programs without the data: lowering them for other platforms
-(`tests/test_lowering.py`) and timing them on a device (`benchmarks/device_suite.py`).
+(`tests/test_lowering.py`) and timing them on a device (`benchmarks/device_suite.py`). The
+state is placed as the step returns it (replicated on the mesh), so the first call compiles
+the program every later call runs.
 """
 
 from __future__ import annotations
@@ -14,35 +16,40 @@ import numpy as np
 
 from hybrid_jax.models import embedding_head as head_lib
 from hybrid_jax.models.panoptic_fcn import build as pfcn_build
+from hybrid_jax.training import mesh as mesh_lib
 from hybrid_jax.training.stages import common
 from hybrid_jax.training.stages import train_flow
 from hybrid_jax.training.stages import train_segmenter
 from hybrid_jax.training.stages import train_tracker
 
 
+def _placed(mesh, state):
+  return jax.device_put(state, mesh_lib.replicated(mesh))
+
+
 def seg_step(config, *, batch_size: int, hw: tuple[int, int]):
   """(train_step, state, batch) of the segmenter stage: frames [B, 2, h, w, 3], panoptic."""
   model, _ = pfcn_build.segmenter_from_config(config)
   variables, frozen = pfcn_build.initial_variables(config, model)
-  _, state, step = common.make_stage_step(
+  mesh, state, step = common.make_stage_step(
       config=config, stage_name='seg', stage_cfg=config.seg, variables=variables,
       loss_fn=train_segmenter.make_loss_fn(model), frozen=frozen)
   h, w = hw
   batch = {'frames': np.zeros((batch_size, 2, h, w, 3), np.uint8),
            'panoptic': np.zeros((batch_size, 2, h, w), np.int32)}
-  return step, state, batch
+  return step, _placed(mesh, state), batch
 
 
 def flow_step(config, *, batch_size: int, hw: tuple[int, int]):
   """(train_step, state, batch) of the RAFT stage: frame pairs, flow, flow_valid."""
-  _, state, step = common.make_stage_step(
+  mesh, state, step = common.make_stage_step(
       config=config, stage_name='flow', stage_cfg=config.flow,
       variables=train_flow.initial_variables(config), loss_fn=train_flow.make_loss_fn(config))
   h, w = hw
   batch = {'frames': np.zeros((batch_size, 2, h, w, 3), np.uint8),
            'flow': np.zeros((batch_size, h, w, 2), np.float32),
            'flow_valid': np.ones((batch_size, h, w), bool)}
-  return step, state, batch
+  return step, _placed(mesh, state), batch
 
 
 def track_step(config, *, batch_size: int, hw: tuple[int, int], max_instances: int = 4):
@@ -50,7 +57,7 @@ def track_step(config, *, batch_size: int, hw: tuple[int, int], max_instances: i
   model = train_tracker.build_head(config)
   params = head_lib.init_head(model, jax.random.key(0), image_hw=hw,
                               max_instances=max_instances)
-  _, state, step = common.make_stage_step(
+  mesh, state, step = common.make_stage_step(
       config=config, stage_name='track', stage_cfg=config.track, variables={'params': params},
       loss_fn=train_tracker.make_loss_fn(config, model))
   h, w = hw
@@ -62,7 +69,7 @@ def track_step(config, *, batch_size: int, hw: tuple[int, int], max_instances: i
            'boxes_cur': np.zeros((b, n, 4), np.float32),
            'valid_prev': np.ones((b, n), bool), 'valid_cur': np.ones((b, n), bool),
            'target': np.zeros((b, n), np.int32)}
-  return step, state, batch
+  return step, _placed(mesh, state), batch
 
 
 STAGE_STEPS: dict[str, Callable] = {'seg': seg_step, 'flow': flow_step, 'track': track_step}
