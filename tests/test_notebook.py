@@ -91,6 +91,8 @@ def test_notebook_runs_the_tiny_pipeline(tmp_path, monkeypatch):
   assert f'repository root: {ROOT}' in text
   assert 'nothing to install' in text
   assert 'rejected:' in text  # the locked config refused the misspelt key
+  # The accelerator section explains itself and skips on a CPU runtime.
+  assert 'CPU runtime: this section is skipped' in text
 
   report = (workdir / 'report.md').read_text()
   rows = [line for line in report.splitlines() if line.startswith('| ')]  # not '|---|'
