@@ -209,6 +209,8 @@ def _batch_fits_devices(batch_size: int, where: str) -> None:
 
 def _check_train(config) -> None:
   t = config.train
+  if 'compute_dtype' in t:
+    _choice(t, 'compute_dtype', 'train', ('float32', 'bfloat16'))
   for key in ('checkpoint_every_steps', 'keep_checkpoints', 'log_every_steps', 'max_bad_steps'):
     _positive(t, key, 'train')
   if t.profile_steps:

@@ -62,6 +62,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.log_every_steps = 20
   c.train.max_bad_steps = 5   # consecutive non-finite steps before training stops
   c.train.profile_steps = ''  # 'a,b': write a jax.profiler trace for steps a..b
+  # Activations of the three training steps: 'float32' | 'bfloat16' (parameters, optimiser
+  # state, correlation volumes and losses stay float32; training/precision.py).
+  c.train.compute_dtype = 'float32'
 
   c.distributed = ml_collections.ConfigDict()
   c.distributed.coordinator_address = ''  # '' -> single process (or from env)

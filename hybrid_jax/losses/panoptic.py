@@ -186,6 +186,9 @@ def segmenter_loss_fn(params, batch_stats, batch: dict, rng: jax.Array | None = 
   targets = targets_lib.build_batch_targets(inputs.pad_panoptic(pan.astype(jnp.int32)),
                                             spec=spec.targets)
   outputs = model.apply({'params': params, 'batch_stats': batch_stats}, x)
+  # A bfloat16 model (mixed precision) computes its loss in float32.
+  outputs = jax.tree.map(lambda a: a.astype(jnp.float32)
+                         if jnp.issubdtype(a.dtype, jnp.floating) else a, outputs)
   return panoptic_fcn_loss(
       outputs, targets, pos_num=spec.pos_num, pos_weight=spec.pos_weight,
       seg_weight=spec.seg_weight)

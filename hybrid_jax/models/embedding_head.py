@@ -24,7 +24,7 @@ is the literal layout.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -100,6 +100,8 @@ class EmbeddingHead(nn.Module):
     use_image: crop the masked image (True) or the mask only (False).
     crop_gradient: let gradients flow into the input map through the crop (only useful when
       the input is a trainable feature map; off saves the sampler's backward pass).
+    dtype: activation dtype of the FCs (bfloat16 for mixed-precision training); the crop and
+      the returned embeddings are float32.
   """
   canvas: tuple[int, int] = (256, 512)
   pool: int = 8
@@ -107,6 +109,7 @@ class EmbeddingHead(nn.Module):
   embed_dim: int = 1024
   use_image: bool = True
   crop_gradient: bool = False
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, image, masks, boxes, valid):
@@ -123,9 +126,9 @@ class EmbeddingHead(nn.Module):
       x = jax.lax.stop_gradient(x)
     if self.pool > 1:
       x = nn.avg_pool(x, (self.pool, self.pool), strides=(self.pool, self.pool))
-    x = x.reshape(x.shape[0], -1)
-    x = nn.relu(nn.Dense(self.hidden_dim, name='fc1')(x))
-    x = nn.Dense(self.embed_dim, name='fc2')(x)
+    x = x.reshape(x.shape[0], -1).astype(self.dtype)
+    x = nn.relu(nn.Dense(self.hidden_dim, dtype=self.dtype, name='fc1')(x))
+    x = nn.Dense(self.embed_dim, dtype=self.dtype, name='fc2')(x).astype(jnp.float32)
     return jnp.where(valid[:, None], x, 0.0)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -140,6 +141,8 @@ class RAFT(nn.Module):
       1x5 / 5x1 convs as F(4, 5) (models/winograd.py): same values up to float rounding,
       fewer multiplications; faster at inference on XLA:CPU, slower on training crops' tiny
       grids. None: `backend_choices.raft_winograd()` (on CPU only).
+    dtype: activation dtype of the feature and context encoders (bfloat16 for mixed-precision
+      training); the correlation volume, the refinement loop and the flow stay float32.
   """
   variant: str = 'standard'
   corr: str = 'all_pairs'
@@ -149,6 +152,7 @@ class RAFT(nn.Module):
   pad_mode: str = 'sintel'
   unroll: int = 1
   winograd: bool | None = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, image1: Array, image2: Array, *, iters: int = 12,
@@ -171,10 +175,12 @@ class RAFT(nn.Module):
     bsz = image1.shape[0]
 
     fnet = Encoder(cfg['fdim'], 'instance', small, self.dropout, train, name='fnet')
-    fmaps = fnet(jnp.concatenate([image1, image2], 0))  # instance norm: per sample, so harmless
+    # instance norm: per sample, so one call for both frames is harmless
+    fmaps = fnet(jnp.concatenate([image1, image2], 0).astype(self.dtype)).astype(jnp.float32)
     fmap1, fmap2 = fmaps[:bsz], fmaps[bsz:]
     cnet = Encoder(cfg['hidden'] + cfg['context'], 'none' if small else 'batch', small,
-                   self.dropout, train, self.freeze_bn, name='cnet')(image1)
+                   self.dropout, train, self.freeze_bn, name='cnet')(image1.astype(self.dtype))
+    cnet = cnet.astype(jnp.float32)
     net = jnp.tanh(cnet[..., :cfg['hidden']])
     inp = nn.relu(cnet[..., cfg['hidden']:])
 

@@ -17,6 +17,7 @@ import numpy as np
 from hybrid_jax.models import embedding_head as head_lib
 from hybrid_jax.models.panoptic_fcn import build as pfcn_build
 from hybrid_jax.training import mesh as mesh_lib
+from hybrid_jax.training import precision
 from hybrid_jax.training.stages import common
 from hybrid_jax.training.stages import train_flow
 from hybrid_jax.training.stages import train_segmenter
@@ -33,7 +34,8 @@ def seg_step(config, *, batch_size: int, hw: tuple[int, int]):
   variables, frozen = pfcn_build.initial_variables(config, model)
   mesh, state, step = common.make_stage_step(
       config=config, stage_name='seg', stage_cfg=config.seg, variables=variables,
-      loss_fn=train_segmenter.make_loss_fn(model), frozen=frozen)
+      loss_fn=train_segmenter.make_loss_fn(model, precision.compute_dtype(config)),
+      frozen=frozen)
   h, w = hw
   batch = {'frames': np.zeros((batch_size, 2, h, w, 3), np.uint8),
            'panoptic': np.zeros((batch_size, 2, h, w), np.int32)}

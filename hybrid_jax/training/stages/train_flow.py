@@ -13,11 +13,13 @@ import logging
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from hybrid_jax import errors
 from hybrid_jax.data import datasets
 from hybrid_jax.losses import flow as flow_losses
+from hybrid_jax.training import precision
 from hybrid_jax.models.raft import model as raft_lib
 from hybrid_jax.training.stages import common
 
@@ -42,7 +44,8 @@ def _model(config, *, train: bool):
   return raft_lib.RAFT(variant=config.flow.variant, corr=config.flow.corr,
                        remat=bool(train and config.flow.get('remat', False)),
                        unroll=train_iters(config) if train else 1,
-                       winograd=False if train else None)
+                       winograd=False if train else None,
+                       dtype=precision.compute_dtype(config) if train else jnp.float32)
 
 
 def initial_variables(config) -> dict:

@@ -24,6 +24,7 @@ from hybrid_jax.evaluation import evaluate_pq_arrays
 from hybrid_jax.models.panoptic_fcn import build as pfcn_build
 from hybrid_jax.losses import panoptic as panoptic_losses
 from hybrid_jax.models.panoptic_fcn import segment as pfcn_segment
+from hybrid_jax.training import precision
 from hybrid_jax.training import step as step_lib
 from hybrid_jax.training.stages import common
 
@@ -31,7 +32,11 @@ STAGE = trained_models.SEG_STAGE
 ARCHITECTURE = trained_models.SEG_ARCHITECTURE
 
 
-def make_loss_fn(model):
+def make_loss_fn(model, dtype=None):
+  """The stage's loss; `dtype` (training/precision.py) sets the activations' dtype."""
+  if dtype is not None:
+    model = model.clone(dtype=dtype)
+
   def loss_fn(params, batch_stats, batch, rng):
     frames, pan = batch['frames'], batch['panoptic']
     loss, metrics = panoptic_losses.segmenter_loss_fn(
@@ -58,7 +63,8 @@ def train_segmenter(config, workdir: str, data_dir: str) -> dict:
   eval_fn = _learning_curve(config, model, source, table, data_dir) if every else None
   out = common.train_stage(
       config=config, workdir=workdir, stage_name=STAGE, stage_cfg=config.seg,
-      architecture=ARCHITECTURE, variables=variables, loss_fn=make_loss_fn(model),
+      architecture=ARCHITECTURE, variables=variables,
+      loss_fn=make_loss_fn(model, precision.compute_dtype(config)),
       make_data_iterator=make_iterator, frozen=frozen, eval_fn=eval_fn, eval_every_steps=every,
       metadata={'backbone': config.seg.backbone, 'categories': config.data.categories})
   eval_path = os.path.join(workdir, STAGE, 'eval.json')

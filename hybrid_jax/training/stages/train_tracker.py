@@ -36,6 +36,7 @@ from hybrid_jax.tracking import frame_instances as instances_lib
 from hybrid_jax.training import fusion_data
 from hybrid_jax.training import fusion_fit
 from hybrid_jax.training import head_learning_curve
+from hybrid_jax.training import precision
 from hybrid_jax.training import prediction_targets
 from hybrid_jax.training import pretrained
 from hybrid_jax.training.stages import common
@@ -89,6 +90,7 @@ def to_predicted_pair_batch(batch: dict, *, table, max_instances: int, segment) 
 
 def make_loss_fn(config, model):
   loss_name, no_match = config.track.loss, config.track.no_match
+  model = model.clone(dtype=precision.compute_dtype(config))
 
   def loss_fn(params, batch_stats, batch, rng):
     loss, metrics = track_losses.track_loss_fn(params, batch, rng, model=model,
