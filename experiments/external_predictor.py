@@ -82,7 +82,7 @@ def run(config, workdir: str, pred_dir: str, *, name: str | None = None,
     fps = None if variant is None else summary['frames'] / max(summary['seconds'], 1e-9)
     rows.append({'name': row, 'results': res, 'fps': fps})
   lines = common.header(f'{name} + our pixel tracker (paper Table V, last rows)', config,
-                        len({i.split("_")[0] for i in os.listdir(os.path.join(gt_dir))}))
+                        len(val_tracking._image_ids_by_video(gt_json)))
   lines += [f'Per-frame predictions: `{pred_dir}`. FPS: the tracker and RAFT only (the '
             'predictor is not timed).', '']
   lines += tracker_ablation.table(rows)

@@ -153,7 +153,8 @@ def make_tracker(track_cfg: Mapping[str, Any], *, head=None, max_instances: int,
   """
   keys = ('variant', 'temporal', 'mutual_check', 'threshold', 'temporal_threshold',
           'memory_frames', 'matcher', 'temporal_backward')
-  values = {k: track_cfg[k] for k in keys if k in track_cfg or k != 'temporal_backward'}
+  optional = ('temporal_backward',)  # older configs and plain dicts may lack it
+  values = {k: track_cfg[k] for k in keys if k in track_cfg or k not in optional}
   unknown = set(overrides) - set(keys)
   if unknown:
     raise TypeError(f'make_tracker: unknown overrides {sorted(unknown)}')
