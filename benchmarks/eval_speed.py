@@ -18,6 +18,7 @@ per video.  Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import platform
