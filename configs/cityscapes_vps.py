@@ -16,6 +16,10 @@ Presets (``--config configs/cityscapes_vps.py:half``):
            a 16-24 GB GPU.
   'small'  256x512 frames and the resnet_small backbone: a laptop / CPU smoke run of the
            whole pipeline on real data.
+  Device presets: the paper's full-resolution settings sized for one device kind (per-device
+  batch, frames per tracking call; config_lib.DEVICE_PRESETS, docs/configs.md "Device
+  memory"): 'gpu80' (one 80 GB GPU), 'gpu16' (one 16 GB GPU), 'tpu_v3' and 'tpu_v2' (a Colab
+  TPU, 8 cores of 16 / 8 GiB). Each warns before a stage whose compiled step does not fit.
   e.g.  python -m hybrid_jax.main --config configs/cityscapes_vps.py:small \
             --config.data.root=/data/cityscapes_vps --workdir /tmp/hybrid_city_small
 
@@ -37,5 +41,6 @@ CITYSCAPES = dict(name='cityscapes_vps', categories='cityscapes_vps', eval_datas
                   max_delta=1)
 
 def get_config(arg: str = ''):
-  """Returns the locked Cityscapes-VPS config for preset `arg` ('', 'half' or 'small')."""
+  """Returns the locked Cityscapes-VPS config for preset `arg` ('', 'half', 'small',
+  'gpu80', 'gpu16', 'tpu_v3' or 'tpu_v2')."""
   return config_lib.paper_config(arg, CITYSCAPES)

@@ -16,6 +16,10 @@ Presets (``--config configs/viper.py:half``):
            val = the first 60 frames of 10 day videos, every frame labelled.
   'half'   540x960 frames (resized once at prepare time); a 16-24 GB GPU.
   'small'  270x480 frames and the resnet_small backbone: a smoke run on real data.
+  Device presets: the paper's full-resolution settings sized for one device kind (per-device
+  batch, frames per tracking call; config_lib.DEVICE_PRESETS, docs/configs.md "Device
+  memory"): 'gpu80' (one 80 GB GPU), 'gpu16' (one 16 GB GPU), 'tpu_v3' and 'tpu_v2' (a Colab
+  TPU, 8 cores of 16 / 8 GiB). Each warns before a stage whose compiled step does not fit.
   e.g.  python -m hybrid_jax.main --config configs/viper.py:small \
             --config.data.root=/data/viper_vps --workdir /tmp/hybrid_viper_small
 
@@ -37,5 +41,6 @@ VIPER = dict(name='viper_vps', categories='viper', eval_dataset='viper',
 
 
 def get_config(arg: str = ''):
-  """Returns the locked VIPER-VPS config for preset `arg` ('', 'half' or 'small')."""
+  """Returns the locked VIPER-VPS config for preset `arg` ('', 'half', 'small',
+  'gpu80', 'gpu16', 'tpu_v3' or 'tpu_v2')."""
   return config_lib.paper_config(arg, VIPER)

@@ -128,6 +128,8 @@ def _check_stages(config) -> None:
     _choice(config.flow, 'source', 'flow', ('raft', 'gt', 'flo'))
     _choice(config.flow, 'variant', 'flow', ('small', 'standard'))
     _choice(config.flow, 'corr', 'flow', ('all_pairs', 'on_demand'))
+    if 'train_corr' in config.flow:
+      _choice(config.flow, 'train_corr', 'flow', ('all_pairs', 'on_demand'))
     _positive(config.flow, 'iters', 'flow')
     if 'train_iters' in config.flow:
       _positive(config.flow, 'train_iters', 'flow')
@@ -147,7 +149,7 @@ def _check_track(config) -> None:
     _choice(tr, 'variant', 'track', ('instance', 'pixel', 'hybrid'))
     _at_least(tr, 'memory_frames', 'track', 0)
     _unit_interval(tr, 'temporal_threshold', 'track')
-    for key in ('pool', 'hidden_dim', 'embed_dim'):
+    for key in ('pool', 'hidden_dim', 'embed_dim', 'frames_per_call'):
       if key in tr:
         _at_least(tr, key, 'track', 1)
     if 'eval_every_steps' in tr:
@@ -211,6 +213,11 @@ def _check_train(config) -> None:
   t = config.train
   if 'compute_dtype' in t:
     _choice(t, 'compute_dtype', 'train', ('float32', 'bfloat16'))
+  if 'device_memory_gib' in t:
+    gib = t.device_memory_gib
+    if (isinstance(gib, bool) or not isinstance(gib, (int, float)) or not math.isfinite(gib)
+        or gib < 0):
+      _fail('train.device_memory_gib', gib, 'must be a number of GiB >= 0 (0: no device named).')
   for key in ('checkpoint_every_steps', 'keep_checkpoints', 'log_every_steps', 'max_bad_steps'):
     _positive(t, key, 'train')
   if t.profile_steps:

@@ -65,6 +65,14 @@ def base_config() -> ml_collections.ConfigDict:
   # Activations of the three training steps: 'float32' | 'bfloat16' (parameters, optimiser
   # state, correlation volumes and losses stay float32; training/precision.py).
   c.train.compute_dtype = 'float32'
+  # Rematerialisation (training memory for ~1/3 more compute): the segmenter recomputes each
+  # backbone block, RAFT each refinement iteration, in the backward pass. The embedding head
+  # keeps only its pooled RoIs for the backward pass either way.
+  c.train.remat = False
+  # The per-device memory (GiB) of the device a preset is sized for (0: no check). Before a
+  # stage trains, its compiled step's memory analysis is compared with it and a warning names
+  # the stage, the estimate and this figure (training/memory_plan.py).
+  c.train.device_memory_gib = 0.0
 
   c.distributed = ml_collections.ConfigDict()
   c.distributed.coordinator_address = ''  # '' -> single process (or from env)
@@ -92,7 +100,12 @@ def base_config() -> ml_collections.ConfigDict:
   # is only 8x16 cells.
   c.flow.train_iters = 12
   c.flow.train_crop = (0, 0)
-  c.flow.corr = 'all_pairs'   # all_pairs | on_demand (memory-bounded)
+  c.flow.corr = 'all_pairs'   # all_pairs | on_demand (memory-bounded) at inference
+  # The training step's correlation. 'on_demand' bounds the volume at inference, but its
+  # backward keeps every lookup's gathered neighbourhoods: the compiled RAFT-standard step
+  # (batch 4, 512x1024, 12 iterations) needs 174 GiB with it against the all-pairs figure in
+  # docs/configs.md (benchmarks/memory_plan.py).
+  c.flow.train_corr = 'all_pairs'
   c.flow.checkpoint = ''
   # lr 1e-3 rather than RAFT's 4e-4 (val EPE 1.14 px instead of 1.22 after 200 steps; 3e-3
   # gave 1.23 after 400). 400 steps (~0.4 s each): 1.07 and 0.91 px for seeds 0 and 1, where
@@ -114,6 +127,9 @@ def base_config() -> ml_collections.ConfigDict:
   # §III.E's backward direction: a memory match must be confirmed from frame t back to the
   # stored frame (tracking.tracker.backward_confirms).
   c.track.temporal_backward = True
+  # Frames (frame pairs) per segmenter / RAFT call while tracking; the tracking programs'
+  # device memory grows with it (docs/configs.md), the numbers do not change.
+  c.track.frames_per_call = 4
   c.track.matcher = 'greedy'  # greedy (the paper: row arg-max + mutual check) | hungarian | sinkhorn
   # Embedding head, sized for the CPU demo: the paper's canvas (256x512) is 1/4 of its
   # 1024x2048 frame, and (32, 64) keeps about that ratio to the demo's 128x256 frames; hidden
@@ -167,13 +183,31 @@ PRESETS = {'default': dict(scale=1, backbone='resnet50', corr='on_demand',
            'small': dict(scale=4, backbone='resnet_small', corr='all_pairs',
                          test_scales=(1.0,))}
 
+# Presets sized for one device kind: the paper's full-resolution settings, with the per-device
+# batch and the frames per tracking call chosen from the compiled programs' memory analysis
+# (benchmarks/memory_plan.py; the table in docs/configs.md). `devices`: the devices of that
+# runtime (a Colab TPU has 8 cores; the global batch is split over them). A smaller segmenter
+# batch scales its lr linearly and its steps inversely (the same epochs as the paper's recipe).
+# Before a stage trains, train.device_memory_gib is compared with the step's analysis
+# (training/memory_plan.py) and a warning names a stage that does not fit.
+DEVICE_PRESETS = {
+    'gpu80': dict(device_memory_gib=80.0, devices=1, seg_batch=4, frames_per_call=4),
+    'gpu16': dict(device_memory_gib=16.0, devices=1, seg_batch=2, frames_per_call=2),
+    'tpu_v3': dict(device_memory_gib=16.0, devices=8, seg_batch=16, frames_per_call=2),
+    'tpu_v2': dict(device_memory_gib=8.0, devices=8, seg_batch=8, frames_per_call=1),
+}
+for _name in DEVICE_PRESETS:
+  PRESETS[_name] = dict(PRESETS['default'], **DEVICE_PRESETS[_name])
+PAPER_SEG_BATCH, PAPER_SEG_LR, PAPER_SEG_STEPS, PAPER_SEG_WARMUP = 4, 0.0025, 520_000, 1000
+
 
 def paper_config(arg: str, dataset: dict) -> ml_collections.ConfigDict:
   """The paper's settings (§IV) for `dataset` (native size, clip layout, protocol) and preset
-  `arg` ('', 'half', 'small'); locked."""
+  `arg` ('', 'half', 'small', or a device preset of `DEVICE_PRESETS`); locked."""
   preset = arg or 'default'
   if preset not in PRESETS:
-    raise ValueError(f"Unknown preset {arg!r}; use '', 'half' or 'small'.")
+    names = ', '.join(repr(k) for k in PRESETS if k != 'default')
+    raise ValueError(f"Unknown preset {arg!r}; use '' (the paper's settings) or one of {names}.")
   p = PRESETS[preset]
   c = base_config()
   c.preset = preset
@@ -200,8 +234,11 @@ def paper_config(arg: str, dataset: dict) -> ml_collections.ConfigDict:
   c.seg.backbone = p['backbone']
   c.seg.position_deform = 'v2'     # PanopticFCN's default deformable position head
   st = c.seg.train
-  st.steps, st.batch_size, st.optimizer, st.lr = 520_000, 4, 'sgd', 0.0025
-  st.momentum, st.weight_decay, st.schedule, st.warmup_steps = 0.9, 1e-4, 'poly', 1000
+  batch = p.get('seg_batch', PAPER_SEG_BATCH)
+  st.steps, st.batch_size, st.optimizer = PAPER_SEG_STEPS * PAPER_SEG_BATCH // batch, batch, 'sgd'
+  st.lr = PAPER_SEG_LR * batch / PAPER_SEG_BATCH
+  st.momentum, st.weight_decay, st.schedule = 0.9, 1e-4, 'poly'
+  st.warmup_steps = PAPER_SEG_WARMUP * PAPER_SEG_BATCH // batch
   st.grad_clip, st.grad_clip_mode = 35.0, 'value'
   # The paper tests at TEST_SCALES (thing proposals of all scales compete in one merge, stuff
   # probabilities are averaged; models/panoptic_fcn/postprocess.postprocess_multiscale).
@@ -232,6 +269,9 @@ def paper_config(arg: str, dataset: dict) -> ml_collections.ConfigDict:
   tt.steps, tt.batch_size, tt.optimizer, tt.lr = 20_000, 8, 'sgd', 1e-4
   tt.momentum, tt.weight_decay, tt.schedule, tt.warmup_steps = 0.9, 1e-4, 'step', 0
   tt.grad_clip = 0.0
+
+  c.train.device_memory_gib = float(p.get('device_memory_gib', 0.0))
+  c.track.frames_per_call = int(p.get('frames_per_call', 4))
 
   c.eval.dataset = dataset['eval_dataset']
   c.eval.reference_table = dataset['reference_table']

@@ -105,27 +105,29 @@ def predict_clip(models, frames: np.ndarray, *, with_flow: bool = True,
   """
   frames = np.asarray(frames)
   t0 = time.perf_counter()
-  seg = segment_frames(models.segment_fn, models.seg_variables, frames)
+  per_call = models.frames_per_call
+  seg = segment_frames(models.segment_fn, models.seg_variables, frames, batch=per_call)
   seg_seconds = time.perf_counter() - t0
   if given_flow is not None:
     return ClipPredictions(seg, np.asarray(given_flow, np.float32), seg_seconds, 0.0)
   if not with_flow:
     zeros = np.zeros((max(len(frames) - 1, 0),) + frames.shape[1:3] + (2,), np.float32)
     return ClipPredictions(seg, zeros, seg_seconds, 0.0)
-  flow, flow_seconds = clip_flows(models.flow, frames)
+  flow, flow_seconds = clip_flows(models.flow, frames, batch=per_call)
   return ClipPredictions(seg, flow, seg_seconds, flow_seconds)
 
 
-def iter_chunks(models, frames: np.ndarray, *, with_flow: bool, chunk: int = CHUNK
+def iter_chunks(models, frames: np.ndarray, *, with_flow: bool, chunk: int | None = None
                 ) -> Iterator[tuple[int, dict, dict[int, np.ndarray]]]:
   """`predict_clip` a chunk of frames at a time, for videos too long to hold network outputs.
 
   Yields:
     (start, seg outputs of frames[start:start + chunk], {t: flow [H, W, 2] from frame t-1 to
     t}) for every t >= 1 of the chunk (empty without flow). Same batching, same numbers as
-    `predict_clip`.
+    `predict_clip` (`chunk` None: `models.frames_per_call`).
   """
-  batcher = FlowBatcher(models.flow, frames) if with_flow else None
+  chunk = int(chunk or models.frames_per_call)
+  batcher = FlowBatcher(models.flow, frames, batch=chunk) if with_flow else None
   for s in range(0, len(frames), chunk):
     e = min(s + chunk, len(frames))
     seg = segment_frames(models.segment_fn, models.seg_variables, frames[s:e], batch=chunk)

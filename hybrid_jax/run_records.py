@@ -32,7 +32,10 @@ DOWNSTREAM = {'seg': ('track',), 'flow': ('track',), 'track': ()}
 # Values that never change a result: where things live, how often to log, multi-host setup.
 _IGNORED = {'mode', 'input', 'show', 'distributed', 'train', 'force_stages', 'preset',
             'data.dir', 'data.root', 'data.worker_count', 'seg.eval_every_steps',
-            'track.eval_every_steps'}
+            'track.eval_every_steps',
+            # Same numbers, other device memory: how many frames a call takes, and the
+            # training step's correlation (on-demand equals all-pairs to rounding).
+            'track.frames_per_call', 'flow.train_corr'}
 # Tracker settings used at tracking time only (not by the track stage's training).
 _TRACKING_ONLY = ('variant', 'temporal', 'mutual_check', 'threshold', 'temporal_threshold',
                   'memory_frames', 'matcher', 'temporal_backward')

@@ -115,6 +115,9 @@ class TrainedModels:
   seg_variables: Mapping | None
   flow: FlowModel | None
   head: Head | None
+  # Frames (and frame pairs) per segmenter / RAFT call while tracking (config.track.
+  # frames_per_call): the tracking programs' device memory grows with it (docs/configs.md).
+  frames_per_call: int = 4
 
   @functools.cached_property
   def segment_fn(self) -> Callable:
@@ -177,7 +180,8 @@ def load_models(config, workdir: str, *, variants: Sequence[str] | None = None) 
   if missing:
     raise errors.CheckpointError('Cannot track: weights are missing.\n  - '
                                  + '\n  - '.join(missing))
-  return TrainedModels(seg_model=seg_model, seg_variables=seg_vars, flow=flow, head=head)
+  return TrainedModels(seg_model=seg_model, seg_variables=seg_vars, flow=flow, head=head,
+                       frames_per_call=int(config.track.get('frames_per_call', 4)))
 
 
 def load_segmenter(config, workdir: str, missing: list[str] | None = None):

@@ -20,7 +20,7 @@ needs no embedding head, the instance variant no RAFT.
 Frames keep their native size: the segmenter and RAFT pad to their strides internally, so any
 size works, but time and memory grow with the pixel count (large videos: resize them first,
 e.g. ``ffmpeg -i in.mp4 -vf scale=1024:-2 out.mp4``). All frames and the tracked panoptic maps
-stay in memory (about 7 bytes per pixel per frame); networks run on chunks of 4 frames.
+stay in memory (about 7 bytes per pixel per frame); networks run on `track.frames_per_call` frames (4) at a time.
 """
 
 from __future__ import annotations
@@ -163,10 +163,11 @@ def make_tracker(config, models: trained_models.TrainedModels, table):
 
 
 def track_frames(models: trained_models.TrainedModels, tracker, frames: np.ndarray, *,
-                 chunk: int = inference.CHUNK, progress: bool = True) -> np.ndarray:
+                 chunk: int | None = None, progress: bool = True) -> np.ndarray:
   """Segments, estimates flow and tracks `frames` uint8 [T, H, W, 3] chunk by chunk.
 
-  Only `chunk` frames of network outputs (masks [chunk, N, H, W]) live at a time, so long
+  Only `chunk` (default `models.frames_per_call`) frames of network outputs (masks
+  [chunk, N, H, W]) live at a time, so long
   videos fit in memory; the numbers equal those of tracking the frames as one clip
   (`inference.iter_chunks`). Returns panoptic int32 [T, H, W] with track ids.
   """

@@ -304,7 +304,7 @@ def _flat(cfg, prefix=''):
 
 
 @pytest.mark.parametrize('path', ['configs/cityscapes_vps.py', 'configs/viper.py'])
-@pytest.mark.parametrize('preset', ['', 'half', 'small'])
+@pytest.mark.parametrize('preset', ['', 'half', 'small', 'gpu80', 'gpu16', 'tpu_v3', 'tpu_v2'])
 def test_config_keys_match_synthetic(path, preset):
   _, synth = _full_config('configs/synthetic.py', '')
   _, c = _full_config(path, preset)

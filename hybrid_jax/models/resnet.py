@@ -110,11 +110,14 @@ class ResNet(nn.Module):
     stride_in_1x1: True for Detectron2 MSRA weights (R-50.pkl, PanopticFCN), False for
       torchvision weights.
     norm: override of the spec's norm ('frozen_bn' | 'gn'), '' for the default.
+    remat: recompute each block's activations in the backward pass instead of keeping them
+      (training memory for compute; config.train.remat).
   """
   arch: str = 'resnet50'
   stride_in_1x1: bool = True
   norm: str = ''
   dtype: Any = jnp.float32
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
@@ -122,6 +125,8 @@ class ResNet(nn.Module):
     spec = get_spec(self.arch)
     norm = self.norm or spec.norm
     block_cls = Bottleneck if spec.block == 'bottleneck' else BasicBlock
+    if self.remat:
+      block_cls = nn.remat(block_cls)  # same parameter names: checkpoints load either way
     x = layers.ConvNormAct(spec.stem_width, 7, 2, norm=norm, act=True, use_bias=False,
                            dtype=self.dtype, name='stem_conv1')(x.astype(self.dtype))
     x = layers.max_pool_3x3_s2(x)

@@ -161,6 +161,7 @@ class PanopticFCN(nn.Module):
   position_deform: str = 'v2'
   num_head_convs: int = 3
   dtype: Any = jnp.float32
+  remat: bool = False  # rematerialise the backbone's blocks (training memory)
 
   @nn.compact
   def __call__(self, images: jax.Array) -> dict[str, Any]:
@@ -170,7 +171,7 @@ class PanopticFCN(nn.Module):
       raise ValueError(f'Image size {images.shape[1:3]} must be a multiple of 32; use '
                        'segmenter.preprocess_images.')
     feats = resnet.ResNet(self.backbone, self.stride_in_1x1, self.backbone_norm,
-                          dtype=self.dtype, name='bottom_up')(images)
+                          dtype=self.dtype, remat=self.remat, name='bottom_up')(images)
     pyr = fpn_lib.FPN(self.fpn_dim, dtype=self.dtype, name='fpn')(feats)
     sem = fpn_lib.SemanticFPN(self.fpn_dim, dtype=self.dtype, name='semantic_fpn')(pyr)
     encode = FeatureEncoder(self.embed_dim, dtype=self.dtype, name='feature_encoder')(sem)

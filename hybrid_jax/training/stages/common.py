@@ -21,6 +21,7 @@ from hybrid_jax import trained_models
 from hybrid_jax.data import datasets
 from hybrid_jax.data import pipeline
 from hybrid_jax.training import loop as loop_lib
+from hybrid_jax.training import memory_plan
 from hybrid_jax.training import mesh as mesh_lib
 from hybrid_jax.training import optim
 from hybrid_jax.training import pretrained
@@ -86,6 +87,9 @@ def train_stage(*, config, workdir: str, stage_name: str, stage_cfg, architectur
     logging.info('[%s] already trained; loading %s', stage_name, path)
     return done[0]
   loop_lib.prepare_stage_dir(workdir, stage_name)  # a bad workdir fails before compute
+  # A preset sized for a device (train.device_memory_gib > 0) is checked against the compiled
+  # step's memory analysis before the first step: a warning instead of a late OOM.
+  memory_plan.warn_if_too_large(config, stage_name)
   train_cfg = stage_cfg.train
   mesh, state, train_step = make_stage_step(
       config=config, stage_name=stage_name, stage_cfg=stage_cfg, variables=variables,

@@ -34,7 +34,8 @@ def seg_step(config, *, batch_size: int, hw: tuple[int, int]):
   variables, frozen = pfcn_build.initial_variables(config, model)
   mesh, state, step = common.make_stage_step(
       config=config, stage_name='seg', stage_cfg=config.seg, variables=variables,
-      loss_fn=train_segmenter.make_loss_fn(model, precision.compute_dtype(config)),
+      loss_fn=train_segmenter.make_loss_fn(model, precision.compute_dtype(config),
+                                           remat=bool(config.train.remat)),
       frozen=frozen)
   h, w = hw
   batch = {'frames': np.zeros((batch_size, 2, h, w, 3), np.uint8),

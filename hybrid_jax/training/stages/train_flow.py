@@ -41,8 +41,9 @@ def _model(config, *, train: bool):
   # Training unrolls the refinement scan: XLA's CPU backward of a rolled scan is ~8x slower.
   # Winograd pays off on large grids only: on the 8x16-cell grid of a 64x128 crop a RAFT-small
   # training step took 0.63 s with it and 0.40 s without (batch 4, 12 iterations, 2 cores).
-  return raft_lib.RAFT(variant=config.flow.variant, corr=config.flow.corr,
-                       remat=bool(train and config.flow.get('remat', False)),
+  corr = config.flow.get('train_corr', 'all_pairs') if train else config.flow.corr
+  return raft_lib.RAFT(variant=config.flow.variant, corr=corr,
+                       remat=bool(train and config.train.remat),
                        unroll=train_iters(config) if train else 1,
                        winograd=False if train else None,
                        dtype=precision.compute_dtype(config) if train else jnp.float32)

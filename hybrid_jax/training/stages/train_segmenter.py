@@ -32,10 +32,13 @@ STAGE = trained_models.SEG_STAGE
 ARCHITECTURE = trained_models.SEG_ARCHITECTURE
 
 
-def make_loss_fn(model, dtype=None):
-  """The stage's loss; `dtype` (training/precision.py) sets the activations' dtype."""
+def make_loss_fn(model, dtype=None, *, remat: bool = False):
+  """The stage's loss; `dtype` (training/precision.py) sets the activations' dtype, `remat`
+  recomputes the backbone's blocks in the backward pass (config.train.remat)."""
   if dtype is not None:
     model = model.clone(dtype=dtype)
+  if remat:
+    model = model.clone(remat=True)
 
   def loss_fn(params, batch_stats, batch, rng):
     frames, pan = batch['frames'], batch['panoptic']
@@ -64,7 +67,8 @@ def train_segmenter(config, workdir: str, data_dir: str) -> dict:
   out = common.train_stage(
       config=config, workdir=workdir, stage_name=STAGE, stage_cfg=config.seg,
       architecture=ARCHITECTURE, variables=variables,
-      loss_fn=make_loss_fn(model, precision.compute_dtype(config)),
+      loss_fn=make_loss_fn(model, precision.compute_dtype(config),
+                           remat=bool(config.train.remat)),
       make_data_iterator=make_iterator, frozen=frozen, eval_fn=eval_fn, eval_every_steps=every,
       metadata={'backbone': config.seg.backbone, 'categories': config.data.categories})
   eval_path = os.path.join(workdir, STAGE, 'eval.json')
