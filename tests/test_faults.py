@@ -4,7 +4,6 @@ marked done. One test per case of the fault table (docs/configs.md, "When things
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
