@@ -14,7 +14,9 @@ Prints one JSON document:
   with the temporal memory), frames/s over a short clip, beside the paper's 3.6 fps (TITAN X)
   and VPSNet's 1.3;
 - `train`: steps/s of the three stages' jitted train steps at configs/cityscapes_vps.py's
-  per-device batch and crop (`training.stages.example_steps`);
+  per-device batch and crop (`training.stages.example_steps`), the segmenter's also with
+  `train.remat`, each with its compiled memory analysis on this device's compiler
+  (`compiled_peak_bytes`, `training.memory_plan`; the CPU figures in docs/configs.md);
 - `peak_bytes`: the device's peak memory after each section (`memory_stats()`; None where the
   backend does not report it, e.g. CPU).
 
@@ -205,14 +207,20 @@ def train_section(config_spec: str, repeats: int, *, smoke: bool) -> list[dict]:
   module = importlib.import_module(path.replace('/', '.').removesuffix('.py'))
   c = module.get_config(preset)
   crop = (c.data.crop_height, c.data.crop_width)
+  from hybrid_jax.training import memory_plan
   rows = []
-  for stage in ('seg', 'flow', 'track'):
+  # The segmenter once more with train.remat: on this device's compiler, what it saves.
+  for stage, remat in (('seg', False), ('seg', True), ('flow', False), ('track', False)):
+    c = c.copy_and_resolve_references()
+    with c.unlocked():
+      c.train.remat = remat
     per_device = max(1, c[stage].train.batch_size // jax.device_count())
     hw = crop if stage != 'flow' or tuple(c.flow.train_crop) == (0, 0) else tuple(c.flow.train_crop)
     kwargs = ({'max_instances': min(int(c.data.max_instances), 8 if smoke else 32)}
               if stage == 'track' else {})
     step, state, batch = example_steps.STAGE_STEPS[stage](c, batch_size=per_device, hw=hw,
                                                           **kwargs)
+    analysis = memory_plan.of_program(step, state, memory_plan.shapes_of(batch))
     holder = {'state': state}
 
     def one(step=step, batch=batch, holder=holder):
@@ -220,8 +228,9 @@ def train_section(config_spec: str, repeats: int, *, smoke: bool) -> list[dict]:
       _block(metrics['loss'])
 
     sec = _median_seconds({stage: one}, repeats)[stage]
-    rows.append({'stage': stage, 'batch_per_device': per_device, 'crop': f'{hw[0]}x{hw[1]}',
-                 'steps_per_s': 1.0 / sec, 'peak_bytes': _peak_bytes()})
+    rows.append({'stage': stage, 'remat': remat, 'batch_per_device': per_device,
+                 'crop': f'{hw[0]}x{hw[1]}', 'steps_per_s': 1.0 / sec,
+                 'compiled_peak_bytes': analysis.peak_bytes, 'peak_bytes': _peak_bytes()})
     del holder, step, state, batch
   return rows
 

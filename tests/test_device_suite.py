@@ -24,8 +24,9 @@ def test_device_suite_smoke(tmp_path):
   assert raft_row['torchvision_pairs_per_s'] > 0 and raft_row['ratio'] > 0
   assert doc['segmenter']['frames_per_s'] > 0
   assert doc['tracker']['frames_per_s'] > 0 and doc['tracker']['paper_fps']
-  assert [t['stage'] for t in doc['train']] == ['seg', 'flow', 'track']
-  assert all(t['steps_per_s'] > 0 for t in doc['train'])
+  assert [(t['stage'], t['remat']) for t in doc['train']] == [
+      ('seg', False), ('seg', True), ('flow', False), ('track', False)]
+  assert all(t['steps_per_s'] > 0 and t['compiled_peak_bytes'] > 0 for t in doc['train'])
   assert set(doc['peak_bytes']) == {'raft', 'segmenter', 'tracker', 'train'}
   assert 'Traceback' not in r.stderr
 
