@@ -149,7 +149,9 @@ def _check_track(config) -> None:
     _choice(tr, 'variant', 'track', ('instance', 'pixel', 'hybrid'))
     _at_least(tr, 'memory_frames', 'track', 0)
     _unit_interval(tr, 'temporal_threshold', 'track')
-    for key in ('pool', 'hidden_dim', 'embed_dim', 'frames_per_call'):
+    if 'roi_input' in tr:
+      _choice(tr, 'roi_input', 'track', ('image', 'features', 'both'))
+    for key in ('pool', 'hidden_dim', 'embed_dim', 'frames_per_call', 'feature_dim'):
       if key in tr:
         _at_least(tr, key, 'track', 1)
     if 'eval_every_steps' in tr:

@@ -139,6 +139,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.track.pool = 2
   c.track.hidden_dim = 256
   c.track.embed_dim = 128
+  # The RoI the head crops (models/embedding_head.py): 'image' (the masked RGB frame), 'features'
+  # (the frozen segmenter's stride-4 encoder features, Fig. 4's "RoI feats" read literally) or
+  # 'both'; the features are projected per canvas cell to feature_dim channels.
+  c.track.roi_input = 'image'
+  c.track.feature_dim = 16
   c.track.loss = 'dml'        # dml | contrastive | triplet (the paper's Fig. 5 comparison)
   # DML rows without a counterpart: a learned 'dustbin' column, or 'mask' (left out: Eq. 4's
   # softmax has no "none" slot; the paper configs use it). The demo keeps the dustbin: without

@@ -36,6 +36,10 @@ _IGNORED = {'mode', 'input', 'show', 'distributed', 'train', 'force_stages', 'pr
             # Same numbers, other device memory: how many frames a call takes, and the
             # training step's correlation (on-demand equals all-pairs to rounding).
             'track.frames_per_call', 'flow.train_corr'}
+# Keys added after records were first written, with the value that gives the behaviour from
+# before they existed: a record without one was made with that value, so an older finished
+# stage is not reported as trained with other settings.
+_ABSENT_MEANS = {'track.roi_input': 'image'}
 # Tracker settings used at tracking time only (not by the track stage's training).
 _TRACKING_ONLY = ('variant', 'temporal', 'mutual_check', 'threshold', 'temporal_threshold',
                   'memory_frames', 'matcher', 'temporal_backward')
@@ -66,9 +70,12 @@ def relevant(config, what: str) -> dict[str, Any]:
   if what == 'track':  # the head, and the fusion fitted on the run's flow (and segments)
     track = {k: v for k, v in flat.items() if k.startswith('track.')
              and k.split('.')[1] not in _TRACKING_ONLY}
+    if track.get('track.roi_input', 'image') == 'image':
+      track.pop('track.feature_dim', None)  # the image crop has no feature projection
     flow = {k: v for k, v in flat.items() if k.startswith('flow.')}
     seg = {}
-    if 'predicted' in (flat.get('track.fusion_segments'), flat.get('track.head_segments')):
+    if ('predicted' in (flat.get('track.fusion_segments'), flat.get('track.head_segments'))
+        or flat.get('track.roi_input', 'image') != 'image'):  # learns on the segmenter's outputs
       seg = {k: v for k, v in flat.items() if k.startswith('seg.')}
     return {**data, **track, **flow, **seg}
   if what == 'tracking':
@@ -98,7 +105,8 @@ def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list
   """'key: recorded -> current' for every value that differs (keys on either side)."""
   out = []
   for key in sorted(set(recorded) | set(current)):
-    a, b = recorded.get(key, '<absent>'), current.get(key, '<absent>')
+    a = recorded.get(key, _ABSENT_MEANS.get(key, '<absent>'))
+    b = current.get(key, '<absent>')
     if a != b:
       out.append(f'{key}: {a!r} -> {b!r}')
   return out

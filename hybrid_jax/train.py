@@ -103,11 +103,12 @@ def train_track(config, workdir: str, *, flow: trained_models.FlowModel | None =
   """The embedding head and the fusion conv (fitted on pixel matrices from the run's flow)."""
   from hybrid_jax.training.stages import train_tracker  # pylint: disable=g-import-not-at-top
   segment = train_tracker.segment_fn_for(config, workdir)  # a missing one fails first
+  features = train_tracker.feature_fn_for(config, workdir)
   if not flow_trained:
     flow = train_flow(config, workdir)
   with console.stage('track', 'the instance embedding head and the fusion conv') as line:
     train_tracker.train_tracker(config, workdir, workdirs.data_dir(config, workdir),
-                                flow_fn=flow, segment=segment)
+                                flow_fn=flow, segment=segment, features=features)
     line['summary'] = _stage_summary(workdir, 'track')
 
 

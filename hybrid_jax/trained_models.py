@@ -87,11 +87,14 @@ class Head:
   Attributes:
     model: EmbeddingHead with the hyper-parameters it was trained with.
     params: its parameters.
-    hparams: {'canvas', 'pool', 'hidden_dim', 'embed_dim', 'use_image'}.
+    hparams: {'canvas', 'pool', 'hidden_dim', 'embed_dim', 'use_image', 'roi_input',
+      'feature_dim'}.
     hparams_from: 'metadata', the path of the config.json they came from, or 'shapes'.
     dustbin_logit: the "no counterpart" logit the tracker adds, or None (`dustbin_logit_of`).
     fusion_params: the fitted FusionConv params, or None (the tracker then uses the plain sum).
     fusion_from: path of the fusion export, or ''.
+    feature_fn: ``feature_fn(image) -> the segmenter's map`` of a frame, for a head whose
+      roi_input is 'features' or 'both' (`load_models` sets it from the run's segmenter).
   """
   model: Any
   params: Any
@@ -100,12 +103,13 @@ class Head:
   dustbin_logit: float | None
   fusion_params: Any
   fusion_from: str
+  feature_fn: Callable | None = None
 
   @functools.cached_property
   def embed_fn(self) -> Callable:
     """``embed(image, FrameInstances) -> [N, D]``, jitted once per head."""
     from hybrid_jax.models import embedding_head  # pylint: disable=g-import-not-at-top
-    return embedding_head.make_embed_fn(self.model, self.params)
+    return embedding_head.make_embed_fn(self.model, self.params, self.feature_fn)
 
 
 @dataclasses.dataclass
@@ -170,8 +174,12 @@ def load_models(config, workdir: str, *, variants: Sequence[str] | None = None) 
       t = config.track
       head = load_head(path, expect={'canvas': tuple(t.canvas), 'pool': int(t.pool),
                                      'hidden_dim': int(t.hidden_dim),
-                                     'embed_dim': int(t.embed_dim)},
+                                     'embed_dim': int(t.embed_dim),
+                                     'roi_input': t.get('roi_input', 'image')},
                        preset=config.get('preset'))
+      if head.model.roi_input != 'image' and seg_model is not None:
+        from hybrid_jax.models.panoptic_fcn import segment  # pylint: disable=g-import-not-at-top
+        head.feature_fn = segment.make_feature_fn(seg_model, seg_vars)
       if 'hybrid' in variants and head.fusion_params is None:
         missing.append(
             f'Fusion conv (hybrid tracker): no {os.path.join(workdir, TRACK_STAGE, FUSION_DIR)}. '
@@ -303,20 +311,36 @@ def head_hparams(params: Mapping, metadata: Mapping, track_cfg: Mapping, where: 
     raise errors.CheckpointError(f'{where}: not an embedding head (no fc1/fc2 kernels).') from exc
   if hidden2 != hidden:
     raise errors.CheckpointError(f'{where}: fc1 has {hidden} outputs but fc2 {hidden2} inputs.')
+  from hybrid_jax.models.embedding_head import canvas_channels  # pylint: disable=g-import-not-at-top
   out = {'hidden_dim': hidden, 'embed_dim': embed}
+  # The RoI input: from the checkpoint's projection layer (its kernel is [E, feature_dim]) and
+  # the metadata ('image' heads, older exports included, have no such layer).
+  proj = params.get('feature_proj', {}).get('kernel') if isinstance(params, Mapping) else None
+  feature_dim = int(np.shape(proj)[1]) if proj is not None else 0
+  roi_input = metadata.get('roi_input') or ('both' if feature_dim else 'image')
+  if (roi_input == 'image') != (feature_dim == 0):
+    raise errors.CheckpointError(f'{where}: metadata says roi_input={roi_input!r} but the '
+                                 'parameters do not match it (feature_proj layer).')
+  out.update(roi_input=roi_input, feature_dim=feature_dim or 16)
   for source, src in (('metadata', metadata), ('config', track_cfg), ('caller', caller_cfg or {})):
     if src.get('canvas') is None or src.get('pool') is None:
       continue
     canvas = tuple(int(v) for v in src['canvas'])
     pool = int(src['pool'])
     cells = (canvas[0] // pool) * (canvas[1] // pool)
-    if cells <= 0 or d_in % cells or d_in // cells not in (1, 4):
+    allowed = {True: canvas_channels(roi_input, use_image=True, feature_dim=feature_dim),
+               False: canvas_channels(roi_input, use_image=False, feature_dim=feature_dim)}
+    if cells <= 0 or d_in % cells or d_in // cells not in allowed.values():
       raise errors.CheckpointError(
           f'{where}: canvas {canvas} with pool {pool} (from the {source}) gives {cells} cells, '
-          f'which does not fit fc1\'s {d_in} inputs (cells x 4 channels, or x 1 mask-only).')
+          f'which does not fit fc1\'s {d_in} inputs (cells x {allowed[True]} channels, or x '
+          f'{allowed[False]} without the image; roi_input {roi_input!r}).')
     use_image = src.get('use_image')
-    use_image = (d_in // cells == 4) if use_image is None else bool(use_image)
+    use_image = (d_in // cells == allowed[True]) if use_image is None else bool(use_image)
     return {**out, 'canvas': canvas, 'pool': pool, 'use_image': use_image}, source
+  if roi_input != 'image':
+    raise errors.CheckpointError(f'{where}: a head with roi_input={roi_input!r} must record its '
+                                 'canvas and pool (metadata.json or config.json).')
   for channels in (4, 1):
     if d_in % (2 * channels):
       continue
@@ -356,7 +380,8 @@ def load_head(path: str, *, expect: Mapping[str, Any] | None = None,
     check_hparams(hp, expect, where=path, preset=preset)
   model = embedding_head.EmbeddingHead(canvas=hp['canvas'], pool=hp['pool'],
                                        hidden_dim=hp['hidden_dim'], embed_dim=hp['embed_dim'],
-                                       use_image=hp['use_image'])
+                                       use_image=hp['use_image'], roi_input=hp['roi_input'],
+                                       feature_dim=hp['feature_dim'])
   dustbin = dustbin_logit_of(params, meta.get('no_match', track_cfg.get('no_match')))
   fusion_dir = os.path.join(os.path.dirname(os.path.abspath(path)), FUSION_DIR)
   fusion_params, fusion_from = None, ''

@@ -29,6 +29,7 @@ COMMANDS = [
     (['experiments/raft_checkpoints.py', '--helpshort'], '--checkpoints'),
     (['experiments/external_predictor.py', '--helpshort'], '--pred_dir'),
     (['experiments/dml_losses.py', '--helpshort'], '--losses'),
+    (['experiments/roi_input.py', '--helpshort'], '--inputs'),
     (['experiments/tracker_ablation.py', '--helpshort'], '--seeds'),
 ]
 

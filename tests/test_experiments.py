@@ -342,3 +342,28 @@ def test_dml_losses_curves_on_tiny_data(tmp_path):
                             np.asarray(b['params']['fc2']['kernel']))
   text = open(path).read()
   assert '| step | dml | triplet |' in text and os.path.exists(str(tmp_path / 'fig5.png'))
+
+
+def test_roi_input_curves_on_a_trained_tiny_run(tiny_run, tmp_path):
+  import shutil
+  from configs import synthetic as synthetic_config
+  from experiments import roi_input
+  from hybrid_jax import workdirs
+  config = synthetic_config.get_config('tiny')
+  config.data.dir = workdirs.data_dir(config, tiny_run)  # the tiny run's data, shared
+  with pytest.raises(errors.ConfigError, match='--inputs'):
+    roi_input.run(config, str(tmp_path / 'x'), inputs=['rgb'])
+  with pytest.raises(errors.CheckpointError, match='mode=train_seg'):  # no segmenter there
+    roi_input.run(config, str(tmp_path / 'empty'), inputs=['features'])
+  run_dir = str(tmp_path / 'run')
+  shutil.copytree(os.path.join(tiny_run, 'seg'), os.path.join(run_dir, 'seg'))
+  out = str(tmp_path / 'roi.md')
+  path, curves = roi_input.run(config, run_dir, inputs=['image', 'features'], every=1, out=out)
+  steps = config.track.train.steps
+  for name in ('image', 'features'):
+    assert [p['step'] for p in curves[name]] == list(range(1, steps + 1))
+  from hybrid_jax.training import pretrained
+  params, meta = pretrained.load_pretrained(os.path.join(run_dir, 'roi_input', 'features',
+                                                         'track', 'final'))
+  assert meta['roi_input'] == 'features' and 'feature_proj' in params['params']
+  assert '| step | image | features |' in open(path).read()

@@ -257,7 +257,8 @@ def test_head_hparams_sources():
   params = {'fc1': {'kernel': np.zeros((4 * 4 * 8, 32))}, 'fc2': {'kernel': np.zeros((32, 16))}}
   hp, src = trained_models.head_hparams(params, {'canvas': [8, 16], 'pool': 2}, {})
   assert src == 'metadata' and hp == {'canvas': (8, 16), 'pool': 2, 'hidden_dim': 32,
-                                      'embed_dim': 16, 'use_image': True}
+                                      'embed_dim': 16, 'use_image': True,
+                                      'roi_input': 'image', 'feature_dim': 16}
   hp, src = trained_models.head_hparams(params, {}, {'canvas': [4, 8], 'pool': 1})
   assert src == 'config' and hp['canvas'] == (4, 8) and hp['pool'] == 1
   with pytest.warns(UserWarning, match='assumed canvas'):

@@ -173,7 +173,9 @@ def track_loss_fn(params, batch, rng, *, model, loss_name: str = 'dml', no_match
     params: the EmbeddingHead parameters (holds 'dustbin_logit' for no_match='dustbin').
     batch: dict of arrays, B frame pairs (see `make_pair_batch`): image_prev, image_cur
       [B, H, W, 3]; masks_prev, masks_cur bool [B, N, H, W]; boxes_prev, boxes_cur [B, N, 4];
-      valid_prev, valid_cur bool [B, N]; target int32 [B, N] (-1: no counterpart).
+      valid_prev, valid_cur bool [B, N]; target int32 [B, N] (-1: no counterpart); with a
+      head whose roi_input is not 'image', features_prev, features_cur float [B, h, w, E]
+      (the frozen segmenter's maps of the two frames).
     rng: unused (the head has no dropout); kept for the common loss-function signature.
     model: the EmbeddingHead module.
     loss_name: a key of LOSSES.
@@ -184,10 +186,11 @@ def track_loss_fn(params, batch, rng, *, model, loss_name: str = 'dml', no_match
     (loss, metrics).
   """
   del rng
-  embed = jax.vmap(lambda img, m, b, v: model.apply({'params': params}, img, m, b, v))
+  embed = jax.vmap(lambda img, m, b, v, f: model.apply({'params': params}, img, m, b, v, f))
   emb_prev = embed(batch['image_prev'], batch['masks_prev'], batch['boxes_prev'],
-                   batch['valid_prev'])
-  emb_cur = embed(batch['image_cur'], batch['masks_cur'], batch['boxes_cur'], batch['valid_cur'])
+                   batch['valid_prev'], batch.get('features_prev'))
+  emb_cur = embed(batch['image_cur'], batch['masks_cur'], batch['boxes_cur'], batch['valid_cur'],
+                  batch.get('features_cur'))
   if loss_name == 'dml':
     loss_kwargs = dict(loss_kwargs, no_match=no_match,
                        dustbin_logit=params.get('dustbin_logit', 0.0))

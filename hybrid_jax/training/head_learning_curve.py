@@ -21,8 +21,10 @@ from hybrid_jax.tracking import tracker as tracker_lib
 from hybrid_jax.training import step as step_lib
 
 
-def make_eval_fn(config, model, table, data_dir: str, *, max_clips: int | None = None):
-  """eval_fn(state) -> {'val_vpq', 'val_vpq_things'} for `training.loop.train_loop`."""
+def make_eval_fn(config, model, table, data_dir: str, *, max_clips: int | None = None,
+                 feature_fn=None):
+  """eval_fn(state) -> {'val_vpq', 'val_vpq_things'} for `training.loop.train_loop`;
+  feature_fn(image) -> the segmenter's map, for a head with roi_input 'features' / 'both'."""
   from hybrid_jax.evaluation import evaluate_arrays  # pylint: disable=g-import-not-at-top
   val = datasets.get_source(config, 'val', data_dir)
   n = len(val) if max_clips is None else min(int(max_clips), len(val))
@@ -41,7 +43,7 @@ def make_eval_fn(config, model, table, data_dir: str, *, max_clips: int | None =
     tracker = tracker_lib.VideoTracker(
         'instance', temporal=False, mutual_check=False,
         threshold=float(config.track.threshold), max_instances=int(config.data.max_instances),
-        embed_fn=head_lib.make_embed_fn(model, params), categories=table,
+        embed_fn=head_lib.make_embed_fn(model, params, feature_fn), categories=table,
         dustbin_logit=trained_models.dustbin_logit_of(params, config.track.no_match))
     preds = [inference.track_clip(tracker, frames, p)[0] for _, frames, _, p in clips]
     res = evaluate_arrays([pan for _, _, pan, _ in clips], preds, config.data.categories,

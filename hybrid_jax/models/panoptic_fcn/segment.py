@@ -59,3 +59,29 @@ def make_segment_fn(model: panoptic_fcn.PanopticFCN, *, spec: build.SegmenterSpe
   """jit-compiled `segment` (recompiles only per input shape)."""
   spec = spec or build.spec_of(model)
   return jax.jit(lambda v, im: segment(v, im, model=model, spec=spec, output_hw=output_hw))
+
+
+def features(variables: dict, images: jax.Array, *, model: panoptic_fcn.PanopticFCN,
+             spec: build.SegmenterSpec | None = None) -> jax.Array:
+  """The encoder features the segmenter makes its masks from, for the embedding head's
+  `roi_input='features'` (models/embedding_head.py).
+
+  images: uint8 RGB [B, H, W, 3]. Returns float32 [B, ceil(H/4), ceil(W/4), E]: PanopticFCN's
+  stride-4 `encode_feat` of the unscaled frame, with the /32 padding cut off, so the map spans
+  exactly the frame (the head maps mask pixels onto it by the size ratio).
+  """
+  spec = spec or build.spec_of(model)
+  x = inputs.preprocess_images(images, spec.input)
+  feat = model.apply(variables, x)['encode_feat']
+  stride_h, stride_w = x.shape[1] // feat.shape[1], x.shape[2] // feat.shape[2]
+  h, w = images.shape[1:3]
+  return feat[:, :-(-h // stride_h), :-(-w // stride_w)]
+
+
+def make_feature_fn(model: panoptic_fcn.PanopticFCN, variables: dict, *,
+                    spec: build.SegmenterSpec | None = None) -> Callable[[jax.Array], jax.Array]:
+  """``feature_fn(image uint8 [H, W, 3]) -> float32 [ceil(H/4), ceil(W/4), E]`` of one frame,
+  jitted (the form `embedding_head.make_embed_fn` takes)."""
+  spec = spec or build.spec_of(model)
+  fn = jax.jit(lambda v, im: features(v, im[None], model=model, spec=spec)[0])
+  return lambda image: fn(variables, jnp.asarray(image))

@@ -58,8 +58,11 @@ def flow_step(config, *, batch_size: int, hw: tuple[int, int]):
 def track_step(config, *, batch_size: int, hw: tuple[int, int], max_instances: int = 4):
   """(train_step, state, batch) of the embedding head stage: B frame pairs, N instances."""
   model = train_tracker.build_head(config)
+  feature_channels = 0
+  if model.roi_input != 'image':  # the segmenter's encoder width
+    feature_channels = int(pfcn_build.segmenter_from_config(config)[0].embed_dim)
   params = head_lib.init_head(model, jax.random.key(0), image_hw=hw,
-                              max_instances=max_instances)
+                              max_instances=max_instances, feature_channels=feature_channels)
   mesh, state, step = common.make_stage_step(
       config=config, stage_name='track', stage_cfg=config.track, variables={'params': params},
       loss_fn=train_tracker.make_loss_fn(config, model))
@@ -72,6 +75,10 @@ def track_step(config, *, batch_size: int, hw: tuple[int, int], max_instances: i
            'boxes_cur': np.zeros((b, n, 4), np.float32),
            'valid_prev': np.ones((b, n), bool), 'valid_cur': np.ones((b, n), bool),
            'target': np.zeros((b, n), np.int32)}
+  if feature_channels:
+    fh, fw = -(-h // 4), -(-w // 4)
+    batch['features_prev'] = np.zeros((b, fh, fw, feature_channels), np.float32)
+    batch['features_cur'] = np.zeros((b, fh, fw, feature_channels), np.float32)
   return step, _placed(mesh, state), batch
 
 

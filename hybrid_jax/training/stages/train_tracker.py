@@ -49,18 +49,33 @@ FUSION_DIR = trained_models.FUSION_DIR
 def build_head(config) -> head_lib.EmbeddingHead:
   t = config.track
   return head_lib.EmbeddingHead(canvas=tuple(t.canvas), pool=int(t.pool),
-                                hidden_dim=int(t.hidden_dim), embed_dim=int(t.embed_dim))
+                                hidden_dim=int(t.hidden_dim), embed_dim=int(t.embed_dim),
+                                roi_input=t.roi_input, feature_dim=int(t.feature_dim))
 
 
-def to_pair_batch(batch: dict, *, table, max_instances: int) -> dict:
+def _with_features(out: dict, frames: np.ndarray, features: Callable | None) -> dict:
+  """Adds features_prev / features_cur (the frozen segmenter's maps of both frames of every
+  pair; roi_input 'features' or 'both') to a `track_loss_fn` batch."""
+  if features is not None:
+    b, _, h, w, _ = frames.shape
+    maps = np.asarray(features(frames.reshape(b * 2, h, w, 3)))
+    maps = maps.reshape((b, 2) + maps.shape[1:])
+    out['features_prev'], out['features_cur'] = maps[:, 0], maps[:, 1]
+  return out
+
+
+def to_pair_batch(batch: dict, *, table, max_instances: int,
+                  features: Callable | None = None) -> dict:
   """Pipeline pair batch (frames [B,2,H,W,3], panoptic [B,2,H,W]) -> `track_loss_fn` batch."""
   frames, pan = batch['frames'], batch['panoptic']
   pairs = [(b, 0, 1) for b in range(len(frames))]
-  return track_losses.make_pair_batch(list(frames), list(pan), pairs, categories=table,
-                                      max_instances=max_instances)
+  out = track_losses.make_pair_batch(list(frames), list(pan), pairs, categories=table,
+                                     max_instances=max_instances)
+  return _with_features(out, np.asarray(frames), features)
 
 
-def to_predicted_pair_batch(batch: dict, *, table, max_instances: int, segment) -> dict:
+def to_predicted_pair_batch(batch: dict, *, table, max_instances: int, segment,
+                            features: Callable | None = None) -> dict:
   """`to_pair_batch` on the frozen segmenter's instances of the same crops (§IV: the paper
   fine-tunes the tracker on the segmenter's masks).
 
@@ -85,7 +100,7 @@ def to_predicted_pair_batch(batch: dict, *, table, max_instances: int, segment) 
       out[f'boxes_{suffix}'].append(np.asarray(pred.boxes))
       out[f'valid_{suffix}'].append(np.asarray(pred.valid))
     out['target'].append(track_losses.pair_targets(*ids))
-  return {k: np.stack(v) for k, v in out.items()}
+  return _with_features({k: np.stack(v) for k, v in out.items()}, frames, features)
 
 
 def make_loss_fn(config, model):
@@ -109,7 +124,7 @@ def pair_iterator(config, source, start_step: int = 0):
 
 def train_tracker(config, workdir: str, data_dir: str, *,
                   flow_fn: Callable | None = None, segment: Callable | None = None,
-                  with_fusion: bool = True) -> None:
+                  features: Callable | None = None, with_fusion: bool = True) -> None:
   """Trains the embedding head and fits the fusion (or finds both done); exports them.
 
   with_fusion=False trains (and exports) the head only, e.g. to compare its losses; the stage
@@ -119,6 +134,8 @@ def train_tracker(config, workdir: str, data_dir: str, *,
   fusion fit (the RAFT of this run); None uses the dataset's ground-truth flow. segment(frames)
   -> segmenter outputs gives the predicted instances the head (track.head_segments) and the
   fusion (track.fusion_segments) learn on (`segment_fn_for`); None: ground-truth segments.
+  features(frames [B,H,W,3]) -> the segmenter's maps [B,h,w,E] (`feature_fn_for`) is needed
+  when track.roi_input is 'features' or 'both'.
   """
   table = categories_lib.get_categories(config.data.categories)
   source = common.CachedSource(datasets.get_source(config, 'train', data_dir))
@@ -131,19 +148,27 @@ def train_tracker(config, workdir: str, data_dir: str, *,
     if segment is None:
       raise errors.ConfigError("track.head_segments='predicted' needs the segmenter: pass "
                                'segment=segment_fn_for(config, workdir).')
-    to_batch = functools.partial(to_predicted_pair_batch, segment=segment)
+    to_batch = functools.partial(to_predicted_pair_batch, segment=segment, features=features)
   else:
-    to_batch = to_pair_batch
+    to_batch = functools.partial(to_pair_batch, features=features)
+  if model.roi_input != 'image' and features is None:
+    raise errors.ConfigError(f"track.roi_input={model.roi_input!r} needs the segmenter's "
+                             'features: pass features=feature_fn_for(config, workdir).')
 
   def make_iterator(start_step):
     return (to_batch(b, table=table, max_instances=max_inst)
             for b in pair_iterator(config, common.ClipSubset(source, head_clips), start_step))
 
-  params = head_lib.init_head(model, jax.random.key(config.seed), image_hw=(d.crop_height, d.crop_width),
-                              max_instances=max_inst)
+  feature_channels = 0
+  if features is not None:
+    feature_channels = int(np.shape(features(np.zeros((1, 32, 32, 3), np.uint8)))[-1])
+  params = head_lib.init_head(model, jax.random.key(config.seed),
+                              image_hw=(d.crop_height, d.crop_width), max_instances=max_inst,
+                              feature_channels=feature_channels)
+  frame_features = _one_frame(features)
   every = int(config.track.get('eval_every_steps', 0) or 0)
-  eval_fn = (head_learning_curve.make_eval_fn(config, model, table, data_dir) if every
-             else None)
+  eval_fn = (head_learning_curve.make_eval_fn(config, model, table, data_dir,
+                                              feature_fn=frame_features) if every else None)
   out = common.train_stage(
       config=config, workdir=workdir, stage_name=STAGE, stage_cfg=config.track,
       architecture=ARCHITECTURE, variables={'params': params}, loss_fn=make_loss_fn(config, model),
@@ -151,6 +176,7 @@ def train_tracker(config, workdir: str, data_dir: str, *,
       metadata={'loss': config.track.loss, 'canvas': list(config.track.canvas),
                 'pool': int(config.track.pool), 'hidden_dim': int(config.track.hidden_dim),
                 'embed_dim': int(config.track.embed_dim), 'use_image': True,
+                'roi_input': model.roi_input, 'feature_dim': int(model.feature_dim),
                 'no_match': config.track.no_match,
                 'head_segments': config.track.head_segments})
   head_params = out['params']
@@ -158,7 +184,7 @@ def train_tracker(config, workdir: str, data_dir: str, *,
     return
   dustbin = trained_models.dustbin_logit_of(head_params, config.track.no_match)
   fit_fusion(config, workdir, source, table, model, head_params, dustbin, flow_fn=flow_fn,
-             segment=segment)
+             segment=segment, feature_fn=frame_features)
   if jax.process_index() == 0:
     run_records.record_stage(config, workdir, STAGE)
 
@@ -179,30 +205,58 @@ def fusion_split(config, num_clips: int) -> tuple[range, range, range]:
   return range(first), range(first, mid), range(mid, num_clips)
 
 
+def _one_frame(features: Callable | None) -> Callable | None:
+  """A batched ``features(frames [B,H,W,3])`` as ``feature_fn(image [H,W,3])``."""
+  if features is None:
+    return None
+  return lambda image: features(np.asarray(image)[None])[0]
+
+
+def _frozen_segmenter(config, workdir: str, uses: list[str]):
+  """The run's trained segmenter for the tracker's training (`uses`: the settings that need
+  it); a missing one names the stage to run first and the settings that avoid it."""
+  try:
+    return trained_models.load_segmenter(config, workdir)
+  except errors.CheckpointError as e:
+    settings = ' and '.join(f"track.{k}={config.track[k]!r}" for k in uses)
+    fix = ' '.join('--config.track.roi_input=image' if k == 'roi_input'
+                   else f'--config.track.{k}=gt' for k in uses)
+    raise errors.CheckpointError(
+        f'The tracker learns on the segmenter\'s outputs ({settings}), so the segmenter has to '
+        f'be trained first: {e} Or learn without it: {fix}.') from None
+
+
+def _segmenter_uses(config) -> list[str]:
+  uses = [k for k in ('head_segments', 'fusion_segments') if config.track[k] == 'predicted']
+  return uses + (['roi_input'] if config.track.roi_input != 'image' else [])
+
+
 def segment_fn_for(config, workdir: str) -> Callable | None:
   """``segment(frames) -> outputs`` of the run's segmenter when the head or the fusion learns
   on predicted instances (track.head_segments / fusion_segments), else None. A missing
   segmenter names the stage to run first."""
-  uses = [k for k in ('head_segments', 'fusion_segments') if config.track[k] == 'predicted']
-  if not uses:
+  if not any(k.endswith('_segments') for k in _segmenter_uses(config)):
     return None
-  try:
-    seg_model, seg_vars = trained_models.load_segmenter(config, workdir)
-  except errors.CheckpointError as e:
-    settings = ' and '.join(f"track.{k}='predicted'" for k in uses)
-    fix = ' '.join(f'--config.track.{k}=gt' for k in uses)
-    raise errors.CheckpointError(
-        f'The tracker learns on the segmenter\'s predicted instances ({settings}), so the '
-        f'segmenter has to be trained first: {e} Or learn on ground-truth segments: {fix}.'
-    ) from None
+  seg_model, seg_vars = _frozen_segmenter(config, workdir, _segmenter_uses(config))
   models = trained_models.TrainedModels(seg_model=seg_model, seg_variables=seg_vars, flow=None,
                                         head=None)
   return lambda frames: inference.segment_frames(models.segment_fn, seg_vars, frames,
                                                  batch=max(len(frames), 1))
 
 
+def feature_fn_for(config, workdir: str) -> Callable | None:
+  """``features(frames uint8 [B,H,W,3]) -> float32 [B,h,w,E]``, the frozen segmenter's maps
+  the head crops when track.roi_input is 'features' or 'both', else None."""
+  if config.track.roi_input == 'image':
+    return None
+  from hybrid_jax.models.panoptic_fcn import segment as pfcn_segment  # pylint: disable=g-import-not-at-top
+  seg_model, seg_vars = _frozen_segmenter(config, workdir, _segmenter_uses(config))
+  fn = jax.jit(lambda v, im: pfcn_segment.features(v, im, model=seg_model))
+  return lambda frames: fn(seg_vars, np.asarray(frames))
+
+
 def fit_fusion(config, workdir, source, table, model, head_params, dustbin, *, flow_fn=None,
-               segment=None):
+               segment=None, feature_fn=None):
   """Fits (or loads) the 1x1 fusion conv on held-out train clips (`fusion_split`)."""
   if config.track.fusion_segments != 'predicted':
     segment = None
@@ -211,7 +265,8 @@ def fit_fusion(config, workdir, source, table, model, head_params, dustbin, *, f
     return pretrained.load_pretrained(
         path, expect_architecture=trained_models.FUSION_ARCHITECTURE)[0]['params']
   _, fit_clips, eval_clips = fusion_split(config, len(source))
-  kwargs = dict(embed=head_lib.make_embed_fn(model, head_params), dustbin_logit=dustbin,
+  kwargs = dict(embed=head_lib.make_embed_fn(model, head_params, feature_fn),
+                dustbin_logit=dustbin,
                 table=table, max_instances=int(config.data.max_instances),
                 labels_on_every_frame=datasets.labels_on_every_frame(config), segment=segment,
                 flow_fn=flow_fn)
