@@ -78,21 +78,26 @@ def run(config, workdir: str, *, losses=LOSSES, every: int = 50, out: str | None
   return path, curves
 
 
-def markdown(curves: dict, config) -> str:
-  losses = list(curves)
+def curve_table(curves: dict) -> list[str]:
+  """Markdown rows: one per evaluated step, 'VPQ / VPQ_Th' per curve ('—' where missing)."""
+  names = list(curves)
   steps = sorted({p['step'] for c in curves.values() for p in c})
+  lines = ['| step | ' + ' | '.join(names) + ' |', '|---|' + '---|' * len(names)]
+  for step in steps:
+    cells = []
+    for name in names:
+      p = next((p for p in curves[name] if p['step'] == step), None)
+      cells.append('—' if p is None else f'{p["vpq"]:.1f} / {p["vpq_things"]:.1f}')
+    lines.append(f'| {step} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def markdown(curves: dict, config) -> str:
   lines = ['# Embedding loss: DML vs contrastive vs triplet (paper Fig. 5)', '',
            f'{config.data.name} val, instance tracker (no mutual check, no memory) on '
            'ground-truth segments, VPQ / VPQ_Th (mean over k) against training steps; one head '
            f'per loss, {config.track.train.steps} steps, batch {config.track.train.batch_size}, '
-           f'lr {config.track.train.lr}.', '',
-           '| step | ' + ' | '.join(losses) + ' |', '|---|' + '---|' * len(losses)]
-  for step in steps:
-    cells = []
-    for loss in losses:
-      p = next((p for p in curves[loss] if p['step'] == step), None)
-      cells.append('—' if p is None else f'{p["vpq"]:.1f} / {p["vpq_things"]:.1f}')
-    lines.append(f'| {step} | ' + ' | '.join(cells) + ' |')
+           f'lr {config.track.train.lr}.', ''] + curve_table(curves)
   return '\n'.join(lines) + '\n'
 
 

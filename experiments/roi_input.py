@@ -66,22 +66,13 @@ def run(config, workdir: str, *, inputs=INPUTS, every: int = 100, out: str | Non
 
 
 def markdown(curves: dict, config) -> str:
-  names = list(curves)
-  steps = sorted({p['step'] for c in curves.values() for p in c})
   t = config.track
   lines = ['# The embedding head\'s RoI input: image vs segmenter features vs both', '',
            f'{config.data.name} val, instance tracker (no mutual check, no memory) on '
            'ground-truth segments, VPQ / VPQ_Th (mean over k) against training steps; one head '
            f'per input, {t.train.steps} steps, batch {t.train.batch_size}, lr {t.train.lr}, '
            f'canvas {tuple(t.canvas)}, pool {t.pool}, features projected to {t.feature_dim} '
-           'channels.', '',
-           '| step | ' + ' | '.join(names) + ' |', '|---|' + '---|' * len(names)]
-  for step in steps:
-    cells = []
-    for name in names:
-      p = next((p for p in curves[name] if p['step'] == step), None)
-      cells.append('—' if p is None else f'{p["vpq"]:.1f} / {p["vpq_things"]:.1f}')
-    lines.append(f'| {step} | ' + ' | '.join(cells) + ' |')
+           'channels.', ''] + dml_losses.curve_table(curves)
   return '\n'.join(lines) + '\n'
 
 
