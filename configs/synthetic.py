@@ -31,6 +31,7 @@ def get_config(arg: str = ''):
     c.seg.backbone = 'resnet_tiny'
     c.seg.train = config_lib.stage_train(3, 2, 1e-3)
     c.flow.iters = c.flow.train_iters = 4
+    c.flow.train_crop = (0, 0)  # the whole 32x64 frame
     c.flow.train = config_lib.stage_train(3, 2, 4e-4, schedule='onecycle', weight_decay=1e-5,
                                           grad_clip=1.0)
     c.track.update(canvas=(8, 16), hidden_dim=32, embed_dim=16, fusion_holdout_clips=2)

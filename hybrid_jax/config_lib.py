@@ -95,11 +95,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.flow.source = 'raft'      # raft | gt (synthetic ground truth) | flo (files)
   c.flow.variant = 'small'    # small | standard
   c.flow.iters = 12           # refinement iterations at inference
-  # Training may unroll fewer iterations and use its own crop (0, 0 = data.crop_*): the
-  # per-step cost is mostly the unrolled update block, and RAFT's 1/8 grid of a 64x128 crop
-  # is only 8x16 cells.
+  # Training may unroll fewer iterations and use its own crop (0, 0 = data.crop_*). The demo
+  # trains on whole 128x256 frames, 2 per batch: on 64x128 crops (RAFT's 1/8 grid only 8x16
+  # cells) 400 steps learned nothing beyond zero flow on seeds 1 and 2 (val EPE 1.237 / 1.116
+  # px, zero flow 1.235 / 1.117); on whole frames 0.652 / 0.651 (benchmarks/RESULTS.md).
   c.flow.train_iters = 12
-  c.flow.train_crop = (0, 0)
+  c.flow.train_crop = (128, 256)
   c.flow.corr = 'all_pairs'   # all_pairs | on_demand (memory-bounded) at inference
   # The training step's correlation. 'on_demand' bounds the volume at inference, but its
   # backward keeps every lookup's gathered neighbourhoods: the compiled RAFT-standard step
@@ -107,11 +108,9 @@ def base_config() -> ml_collections.ConfigDict:
   # docs/configs.md (benchmarks/memory_plan.py).
   c.flow.train_corr = 'all_pairs'
   c.flow.checkpoint = ''
-  # lr 1e-3 rather than RAFT's 4e-4 (val EPE 1.14 px instead of 1.22 after 200 steps; 3e-3
-  # gave 1.23 after 400). 400 steps (~0.4 s each): 1.07 and 0.91 px for seeds 0 and 1, where
-  # 200 steps gave 1.14-1.17 and 500 steps 1.28; at this budget the EPE is noisy
-  # (benchmarks/RESULTS.md).
-  c.flow.train = stage_train(400, 4, 1e-3, schedule='onecycle', weight_decay=1e-5,
+  # lr 1e-3 rather than RAFT's 4e-4 (chosen on 64x128 crops: val EPE 1.14 px instead of 1.22
+  # after 200 steps; 3e-3 gave 1.23 after 400).
+  c.flow.train = stage_train(400, 2, 1e-3, schedule='onecycle', weight_decay=1e-5,
                              grad_clip=1.0)
 
   # ---- tracker (embedding head, fusion, matching, temporal memory) ----------------------
@@ -255,6 +254,7 @@ def paper_config(arg: str, dataset: dict) -> ml_collections.ConfigDict:
   # RAFT standard with the sintel weights, 20 iterations (Tables III, IV); not trained here
   # (the pixel tracker uses the pretrained flow; flow.train stays synthetic's).
   c.flow.source, c.flow.variant, c.flow.iters = 'raft', 'standard', 20
+  c.flow.train_crop = (0, 0)  # data.crop_* (the demo's whole-frame crop is for 128x256 data)
   # The all-pairs volume of one 1024x2048 pair is (128*256)^2 floats = 4.3 GB.
   c.flow.corr = p['corr']
   c.flow.checkpoint = ''

@@ -95,6 +95,8 @@ def test_flow_training_iterations_and_crop_default_to_inference_and_data():
   from hybrid_jax.training.stages import train_flow as flow_stage
   c = synthetic.get_config('')
   assert flow_stage.train_iters(c) == c.flow.iters
+  assert flow_stage.train_crop(c) == (c.data.height, c.data.width)  # the demo: whole frames
+  c.flow.train_crop = (0, 0)
   assert flow_stage.train_crop(c) == (c.data.crop_height, c.data.crop_width)
   c.flow.train_iters, c.flow.train_crop = 5, (32, 48)
   assert flow_stage.train_iters(c) == 5 and flow_stage.train_crop(c) == (32, 48)
