@@ -58,9 +58,7 @@ def flow_step(config, *, batch_size: int, hw: tuple[int, int]):
 def track_step(config, *, batch_size: int, hw: tuple[int, int], max_instances: int = 4):
   """(train_step, state, batch) of the embedding head stage: B frame pairs, N instances."""
   model = train_tracker.build_head(config)
-  feature_channels = 0
-  if model.roi_input != 'image':  # the segmenter's encoder width
-    feature_channels = int(pfcn_build.segmenter_from_config(config)[0].embed_dim)
+  feature_channels = train_tracker.feature_channels(config)
   params = head_lib.init_head(model, jax.random.key(0), image_hw=hw,
                               max_instances=max_instances, feature_channels=feature_channels)
   mesh, state, step = common.make_stage_step(

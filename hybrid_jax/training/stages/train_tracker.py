@@ -53,6 +53,15 @@ def build_head(config) -> head_lib.EmbeddingHead:
                                 roi_input=t.roi_input, feature_dim=int(t.feature_dim))
 
 
+def feature_channels(config) -> int:
+  """Channels of the segmenter's features the head crops (its encoder width), 0 when
+  track.roi_input is 'image'."""
+  if config.track.roi_input == 'image':
+    return 0
+  from hybrid_jax.models.panoptic_fcn import build as pfcn_build  # pylint: disable=g-import-not-at-top
+  return int(pfcn_build.segmenter_from_config(config)[0].embed_dim)
+
+
 def _with_features(out: dict, frames: np.ndarray, features: Callable | None) -> dict:
   """Adds features_prev / features_cur (the frozen segmenter's maps of both frames of every
   pair; roi_input 'features' or 'both') to a `track_loss_fn` batch."""
@@ -159,12 +168,9 @@ def train_tracker(config, workdir: str, data_dir: str, *,
     return (to_batch(b, table=table, max_instances=max_inst)
             for b in pair_iterator(config, common.ClipSubset(source, head_clips), start_step))
 
-  feature_channels = 0
-  if features is not None:
-    feature_channels = int(np.shape(features(np.zeros((1, 32, 32, 3), np.uint8)))[-1])
   params = head_lib.init_head(model, jax.random.key(config.seed),
                               image_hw=(d.crop_height, d.crop_width), max_instances=max_inst,
-                              feature_channels=feature_channels)
+                              feature_channels=feature_channels(config))
   frame_features = _one_frame(features)
   every = int(config.track.get('eval_every_steps', 0) or 0)
   eval_fn = (head_learning_curve.make_eval_fn(config, model, table, data_dir,
