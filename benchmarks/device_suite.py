@@ -206,7 +206,6 @@ def train_section(config_spec: str, repeats: int, *, smoke: bool) -> list[dict]:
   path, _, preset = config_spec.partition(':')
   module = importlib.import_module(path.replace('/', '.').removesuffix('.py'))
   c = module.get_config(preset)
-  crop = (c.data.crop_height, c.data.crop_width)
   from hybrid_jax.training import memory_plan
   rows = []
   # The segmenter once more with train.remat: on this device's compiler, what it saves.
@@ -215,7 +214,7 @@ def train_section(config_spec: str, repeats: int, *, smoke: bool) -> list[dict]:
     with c.unlocked():
       c.train.remat = remat
     per_device = max(1, c[stage].train.batch_size // jax.device_count())
-    hw = crop if stage != 'flow' or tuple(c.flow.train_crop) == (0, 0) else tuple(c.flow.train_crop)
+    hw = memory_plan.stage_crop(c, stage)
     kwargs = ({'max_instances': min(int(c.data.max_instances), 8 if smoke else 32)}
               if stage == 'track' else {})
     step, state, batch = example_steps.STAGE_STEPS[stage](c, batch_size=per_device, hw=hw,

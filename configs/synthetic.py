@@ -29,6 +29,7 @@ def get_config(arg: str = ''):
     c.train.checkpoint_every_steps = 5
     c.train.log_every_steps = 1
     c.seg.backbone = 'resnet_tiny'
+    c.seg.train_crop = (0, 0)  # the whole 32x64 frame (data.crop_*)
     c.seg.train = config_lib.stage_train(3, 2, 1e-3)
     c.flow.iters = c.flow.train_iters = 4
     c.flow.train_crop = (0, 0)  # the whole 32x64 frame

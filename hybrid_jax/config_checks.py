@@ -100,7 +100,6 @@ def _check_data(config) -> None:
 
 
 def _check_stages(config) -> None:
-  d = config.data
   for stage in ('seg', 'flow', 'track'):
     if stage in config and 'train' in config[stage]:
       t = config[stage].train
@@ -124,6 +123,13 @@ def _check_stages(config) -> None:
   if 'seg' in config:
     from hybrid_jax.models import resnet  # noqa: PLC0415 (lazy)
     _choice(config.seg, 'backbone', 'seg', tuple(resnet.RESNETS))
+    if 'mask_resolution' in config.seg:
+      _choice(config.seg, 'mask_resolution', 'seg', ('quarter', 'full'))
+    if 'mask_pairs' in config.seg:
+      _positive(config.seg, 'mask_pairs', 'seg')
+  for stage in ('seg', 'flow'):
+    if stage in config and 'train_crop' in config[stage]:
+      _check_train_crop(config, stage)
   if 'flow' in config:
     _choice(config.flow, 'source', 'flow', ('raft', 'gt', 'flo'))
     _choice(config.flow, 'variant', 'flow', ('small', 'standard'))
@@ -133,14 +139,18 @@ def _check_stages(config) -> None:
     _positive(config.flow, 'iters', 'flow')
     if 'train_iters' in config.flow:
       _positive(config.flow, 'train_iters', 'flow')
-    if 'train_crop' in config.flow:
-      crop = tuple(config.flow.train_crop)
-      if (len(crop) != 2 or not all(isinstance(v, int) and v >= 0 for v in crop)
-          or (0 in crop and crop != (0, 0))):
-        _fail('flow.train_crop', crop, 'must be (height, width) in pixels, or (0, 0) for '
-              'data.crop_height/crop_width.')
-      if crop != (0, 0) and (crop[0] > d.height or crop[1] > d.width):
-        _fail('flow.train_crop', crop, f'the crop must fit in the frame ({d.height}x{d.width}).')
+
+
+def _check_train_crop(config, stage: str) -> None:
+  d = config.data
+  key = f'{stage}.train_crop'
+  crop = tuple(config[stage].train_crop)
+  if (len(crop) != 2 or not all(isinstance(v, int) and v >= 0 for v in crop)
+      or (0 in crop and crop != (0, 0))):
+    _fail(key, crop, 'must be (height, width) in pixels, or (0, 0) for '
+          'data.crop_height/crop_width.')
+  if crop != (0, 0) and (crop[0] > d.height or crop[1] > d.width):
+    _fail(key, crop, f'the crop must fit in the frame ({d.height}x{d.width}).')
 
 
 def _check_track(config) -> None:

@@ -202,7 +202,10 @@ def load_segmenter(config, workdir: str, missing: list[str] | None = None):
   path = final_path(workdir, SEG_STAGE)
   if has_export(path):
     variables, meta = pretrained.load_pretrained(path, expect_architecture=SEG_ARCHITECTURE)
-    check_hparams(meta, {'backbone': config.seg.backbone, 'categories': config.data.categories},
+    # Exports written before seg.mask_resolution existed were trained on the 1/4 grid.
+    check_hparams({'mask_resolution': 'quarter', **meta},
+                  {'backbone': config.seg.backbone, 'categories': config.data.categories,
+                   'mask_resolution': config.seg.get('mask_resolution', 'quarter')},
                   where=path, preset=config.get('preset'))
     return model, variables
   if config.seg.checkpoint:

@@ -4,10 +4,12 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from configs import synthetic
 from hybrid_jax import config_checks
+from hybrid_jax import config_lib
 from hybrid_jax import errors
 from hybrid_jax import train as train_lib
 
@@ -47,6 +49,10 @@ def test_config_is_locked():
     ('flow.train_iters', 0, 'flow.train_iters'),
     ('flow.train_crop', (0, 64), 'flow.train_crop'),
     ('flow.train_crop', (64, 4096), 'fit in the frame'),
+    ('seg.train_crop', (32,), 'seg.train_crop'),
+    ('seg.train_crop', (64, 4096), 'fit in the frame'),
+    ('seg.mask_resolution', 'half', 'seg.mask_resolution'),
+    ('seg.mask_pairs', 0, 'seg.mask_pairs'),
 ])
 def test_out_of_range_values_raise_config_error(key, value, needle):
   c = synthetic.get_config('tiny')
@@ -101,3 +107,25 @@ def test_flow_training_iterations_and_crop_default_to_inference_and_data():
   c.flow.train_iters, c.flow.train_crop = 5, (32, 48)
   assert flow_stage.train_iters(c) == 5 and flow_stage.train_crop(c) == (32, 48)
   assert flow_stage._model(c, train=True).unroll == 5
+
+
+def test_segmenter_trains_on_its_own_crop():
+  """seg.train_crop reaches the segmenter's batches; (0, 0) falls back to data.crop_*."""
+  from hybrid_jax.training.stages import train_segmenter as seg_stage
+  c = synthetic.get_config('')
+  assert config_lib.stage_train_crop(c, 'seg') == (c.data.height, c.data.width)  # the demo
+  c = synthetic.get_config('tiny')
+  assert config_lib.stage_train_crop(c, 'seg') == (c.data.crop_height, c.data.crop_width)
+  c.data.update(height=64, width=128, crop_height=32, crop_width=64)
+  c.seg.train_crop = (48, 96)
+
+  class Source:  # two 3-frame clips of 64x128, labelled everywhere
+    def __len__(self):
+      return 2
+
+    def __getitem__(self, i):
+      return {'frames': np.zeros((3, 64, 128, 3), np.uint8),
+              'panoptic': np.zeros((3, 64, 128), np.int32),
+              'labelled': np.ones((3,), bool), 'video_id': f'v{i}'}
+  batch = next(iter(seg_stage.data_iterator(c, Source())))
+  assert batch['frames'].shape[2:4] == (48, 96)

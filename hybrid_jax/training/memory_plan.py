@@ -24,6 +24,8 @@ import logging
 import jax
 import numpy as np
 
+from hybrid_jax import config_lib
+
 GIB = 1024**3
 
 
@@ -75,10 +77,9 @@ def per_device_batch(config, stage: str, devices: int | None = None) -> int:
 
 
 def stage_crop(config, stage: str) -> tuple[int, int]:
-  """(h, w) of the stage's training input (RAFT may have its own `flow.train_crop`)."""
-  if stage == 'flow':
-    from hybrid_jax.training.stages import train_flow  # pylint: disable=g-import-not-at-top
-    return tuple(train_flow.train_crop(config))
+  """(h, w) of the stage's training input (`seg.train_crop`, `flow.train_crop`)."""
+  if stage in ('seg', 'flow'):
+    return config_lib.stage_train_crop(config, stage)
   return int(config.data.crop_height), int(config.data.crop_width)
 
 

@@ -27,6 +27,7 @@ from hybrid_jax.models.panoptic_fcn import postprocess as inference_lib
 from hybrid_jax.models.panoptic_fcn import targets as targets_lib
 
 INPUT_SPECS = inputs.INPUT_SPECS
+MASK_RESOLUTIONS = targets_lib.MASK_RESOLUTIONS
 InputSpec = inputs.InputSpec
 
 
@@ -42,6 +43,10 @@ class SegmenterSpec:
   seg_weight: float = 4.0
   # Test-time input scales (HybridTracker §IV: VPSNet-Track's 0.5 ... 1.0); (1.0,) = one pass.
   test_scales: tuple[float, ...] = (1.0,)
+  # 'quarter' (official) | 'full': where masks are compared in training, and whether inference
+  # upsamples mask logits rather than probabilities (losses/panoptic.py explains why).
+  mask_resolution: str = 'quarter'
+  mask_pairs: int = 32   # 'full': (instance, level) assignments per training image
 
 
 # Widths per backbone name (overridable by cfg.seg fields of the same name).
@@ -84,7 +89,8 @@ def build_segmenter(seg_cfg, categories: Sequence[cat_lib.Category], *,
   position_deform ['v2'], num_head_convs [3], input_spec ['panoptic_fcn' for resnet50, else 'torchvision'],
   stuff_with_thing [True], max_instances [32], instance_scales [COCO ranges; halved for
   resnet_small / resnet_tiny], pos_num [7], pos_weight [1.0], seg_weight [4.0], test_scales
-  [(1.0,)], and an optional
+  [(1.0,)], mask_resolution ['quarter', PanopticFCN's], mask_pairs [max_instances], and an
+  optional
   ``inference`` sub-config (dict or ConfigDict) with the fields of `InferenceConfig` [official
   values; for resnet_small / resnet_tiny stuff_area_limit 64, smooth_sizes (1, 1, 1, 3, 3) and
   max_instances = max_instances, because their frames are small].
@@ -127,7 +133,16 @@ def build_segmenter(seg_cfg, categories: Sequence[cat_lib.Category], *,
   scales = tuple(tuple(float(v) for v in r) for r in
                  _get(seg_cfg, 'instance_scales', default_scales))
   max_instances = int(_get(seg_cfg, 'max_instances', 32))
-  tspec = targets_lib.TargetSpec(layout, max_instances=max_instances, instance_scales=scales)
+  mask_resolution = _get(seg_cfg, 'mask_resolution', 'quarter')
+  if mask_resolution not in MASK_RESOLUTIONS:
+    raise errors.ConfigError(f'seg.mask_resolution={mask_resolution!r}; use one of '
+                             f'{MASK_RESOLUTIONS} (quarter: PanopticFCN\'s; full: masks '
+                             'compared at input resolution, for frames with thin things).')
+  mask_pairs = _get(seg_cfg, 'mask_pairs', max_instances)
+  if isinstance(mask_pairs, bool) or not isinstance(mask_pairs, int) or mask_pairs < 1:
+    raise errors.ConfigError(f'seg.mask_pairs={mask_pairs!r}; give an integer >= 1.')
+  tspec = targets_lib.TargetSpec(layout, max_instances=max_instances, instance_scales=scales,
+                                 full_masks=mask_resolution == 'full')
   inf_cfg = _get(seg_cfg, 'inference', None)
   inf_fields = {f.name: f.default for f in dataclasses.fields(inference_lib.InferenceConfig)}
   if small:
@@ -140,13 +155,15 @@ def build_segmenter(seg_cfg, categories: Sequence[cat_lib.Category], *,
                       smooth_sizes=(1, 1, 1, 3, 3))
   inf_kwargs = {k: _get(inf_cfg, k, v) for k, v in inf_fields.items()}
   inf_kwargs['smooth_sizes'] = tuple(inf_kwargs['smooth_sizes'])
+  inf_kwargs['upsample_logits'] = mask_resolution == 'full'  # inference follows training
   spec = SegmenterSpec(
       layout=layout, input=input_spec, targets=tspec,
       inference=inference_lib.InferenceConfig(**inf_kwargs),
       pos_num=int(_get(seg_cfg, 'pos_num', 7)),
       pos_weight=float(_get(seg_cfg, 'pos_weight', 1.0)),
       seg_weight=float(_get(seg_cfg, 'seg_weight', 4.0)),
-      test_scales=check_test_scales(_get(seg_cfg, 'test_scales', (1.0,))))
+      test_scales=check_test_scales(_get(seg_cfg, 'test_scales', (1.0,))),
+      mask_resolution=mask_resolution, mask_pairs=int(mask_pairs))
   return Segmenter(
       backbone=backbone,
       stride_in_1x1=bool(_get(seg_cfg, 'stride_in_1x1', default_stride)),

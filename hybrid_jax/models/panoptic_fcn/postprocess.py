@@ -51,6 +51,13 @@ class InferenceConfig:
   combine_score_threshold: float = 0.2  # COMBINE.INST_THRESH
   overlap_threshold: float = 0.5       # COMBINE.OVERLAP_THRESH
   stuff_area_limit: int = 4096         # COMBINE.STUFF_AREA_LIMIT, pixels at output size
+  # False (official): masks are upsampled x4 as probabilities. True (seg.mask_resolution=
+  # 'full'): as logits, the sigmoid taken at output size, as the segmenter was trained.
+  upsample_logits: bool = False
+
+
+# The 1/4-grid value of a stuff channel found on no level when masks travel as logits.
+ABSENT_LOGIT = -1e4
 
 
 def _smooth_and_peaks(prob: jax.Array, size: int) -> jax.Array:
@@ -118,33 +125,20 @@ def fuse_kernels(kernels, classes, valid, *, similarity_threshold: float = 0.9,
   return fused, keep
 
 
-def upsample4(x: jax.Array, axis: int) -> jax.Array:
-  """x4 bilinear upsampling along `axis` (torch align_corners=False, edges clamped).
+upsample4 = targets_lib.upsample4  # the x4 bilinear filter (it lives beside downsample4)
 
-  Output 4i + r samples source i + (r + 0.5) / 4 - 0.5, i.e. the fixed two-tap weights
-  (.375, .625), (.125, .875) on (x[i-1], x[i]) and (.875, .125), (.625, .375) on (x[i], x[i+1]).
-  Element-wise, unlike jax.image.resize, which contracts with a dense [out, in] weight matrix
-  (2.4 GFLOP per 1/4-resolution mask at 1024x2048).
+
+def _upsample_crop(mask_q: jax.Array, image_hw, output_hw, *, logits: bool = False
+                   ) -> jax.Array:
+  """[..., Hq, Wq] -> x4 bilinear -> crop to image_hw -> resize to output_hw -> probabilities.
+
+  `mask_q` holds probabilities, or logits when `logits` (then the sigmoid comes last).
   """
-  axis = axis % x.ndim
-  n = x.shape[axis]
-  prev = jnp.concatenate([jax.lax.slice_in_dim(x, 0, 1, axis=axis),
-                          jax.lax.slice_in_dim(x, 0, n - 1, axis=axis)], axis=axis)
-  nxt = jnp.concatenate([jax.lax.slice_in_dim(x, 1, n, axis=axis),
-                         jax.lax.slice_in_dim(x, n - 1, n, axis=axis)], axis=axis)
-  phases = [0.375 * prev + 0.625 * x, 0.125 * prev + 0.875 * x,
-            0.875 * x + 0.125 * nxt, 0.625 * x + 0.375 * nxt]
-  out = jnp.stack(phases, axis=axis + 1)
-  return out.reshape(x.shape[:axis] + (4 * n,) + x.shape[axis + 1:])
-
-
-def _upsample_crop(prob_q: jax.Array, image_hw, output_hw) -> jax.Array:
-  """[..., Hq, Wq] -> x4 bilinear -> crop to image_hw -> resize to output_hw."""
-  up = upsample4(upsample4(prob_q, -2), -1)
+  up = upsample4(upsample4(mask_q, -2), -1)
   up = up[..., :image_hw[0], :image_hw[1]]
   if tuple(output_hw) != tuple(image_hw):
     up = jax.image.resize(up, up.shape[:-2] + tuple(output_hw), 'linear', antialias=False)
-  return up
+  return jax.nn.sigmoid(up) if logits else up
 
 
 def _boxes(masks: jax.Array) -> jax.Array:
@@ -169,8 +163,8 @@ def thing_proposals(outputs: dict, *, cfg: InferenceConfig) -> dict:
     outputs: model outputs of one frame (no batch axis), with ``stuff_bias``.
   Returns a dict (N = cfg.max_instances, [Hq, Wq] the padded 1/4 grid):
     ``scores`` [N] rescored, descending; ``ok`` bool [N] (above min_score and the combine
-    threshold); ``prob`` [N, Hq, Wq] mask probabilities; ``classes`` int32 [N] thing channel;
-    ``kernels`` [N, E] fused kernels.
+    threshold); ``mask`` [N, Hq, Wq] mask probabilities (logits with cfg.upsample_logits);
+    ``classes`` int32 [N] thing channel; ``kernels`` [N, E] fused kernels.
   """
   enc = outputs['encode_feat']                                  # [Hq,Wq,E]
   n = cfg.max_instances
@@ -179,7 +173,9 @@ def thing_proposals(outputs: dict, *, cfg: InferenceConfig) -> dict:
   fused, keep = fuse_kernels(kernels, classes, valid,
                              similarity_threshold=cfg.similarity_threshold,
                              class_specific=cfg.class_specific)
-  prob = jax.nn.sigmoid(jnp.einsum('ke,hwe->khw', fused, enc))  # [K,Hq,Wq]
+  logits = jnp.einsum('ke,hwe->khw', fused, enc)                # [K,Hq,Wq]
+  prob = jax.nn.sigmoid(logits)
+  # Maskness is measured on the 1/4 grid in both modes (official process_inst).
   binary = prob > cfg.mask_threshold
   area = binary.sum(axis=(1, 2))
   maskness = (prob * binary).sum(axis=(1, 2)) / jnp.maximum(area, 1)
@@ -190,12 +186,14 @@ def thing_proposals(outputs: dict, *, cfg: InferenceConfig) -> dict:
     top_scores = jnp.pad(top_scores, (0, n - top))
     top_idx = jnp.pad(top_idx, (0, n - top))
   ok = (top_scores >= cfg.min_score) & (top_scores >= cfg.combine_score_threshold)
-  return {'scores': top_scores, 'ok': ok, 'prob': prob[top_idx],
+  mask = logits if cfg.upsample_logits else prob
+  return {'scores': top_scores, 'ok': ok, 'mask': mask[top_idx],
           'classes': classes[top_idx], 'kernels': fused[top_idx]}
 
 
 def stuff_probabilities(outputs: dict, *, cfg: InferenceConfig) -> jax.Array:
-  """One frame's stuff mask probabilities [S, Hq, Wq] (0 for channels found on no level).
+  """One frame's stuff mask probabilities [S, Hq, Wq] (0 for channels found on no level);
+  with cfg.upsample_logits their logits (ABSENT_LOGIT for channels found on no level).
 
   Per level, kernels are pooled over the arg-max regions of the stuff maps; a channel's
   kernel is the mean over the levels where it is present with score > stuff_threshold.
@@ -213,8 +211,11 @@ def stuff_probabilities(outputs: dict, *, cfg: InferenceConfig) -> jax.Array:
   s_keep = jnp.stack(s_keep).astype(jnp.float32)                # [L,S]
   n_lvl = s_keep.sum(0)
   stuff_kernels = (jnp.stack(s_ker) * s_keep[..., None]).sum(0) / jnp.maximum(n_lvl, 1)[:, None]
-  stuff_prob = jax.nn.sigmoid(jnp.einsum('se,hwe->shw', stuff_kernels, enc))
-  return stuff_prob * (n_lvl > 0)[:, None, None]
+  logits = jnp.einsum('se,hwe->shw', stuff_kernels, enc)
+  found = (n_lvl > 0)[:, None, None]
+  if cfg.upsample_logits:
+    return jnp.where(found, logits, ABSENT_LOGIT)
+  return jax.nn.sigmoid(logits) * found
 
 
 def merge_panoptic(things: dict, stuff_prob: jax.Array, *, image_hw, output_hw,
@@ -222,21 +223,22 @@ def merge_panoptic(things: dict, stuff_prob: jax.Array, *, image_hw, output_hw,
   """Panoptic merge of one frame: things pasted in score order, then stuff in the free pixels.
 
   Args:
-    things: `thing_proposals` output (N proposals sorted by descending score); its ``prob``
-      and `stuff_prob` [S, Hq, Wq] live on the 1/4 grid of the (padded) input of size
-      image_hw.
+    things: `thing_proposals` output (N proposals sorted by descending score); its ``mask``
+      and `stuff_prob` [S, Hq, Wq] (`stuff_probabilities`) live on the 1/4 grid of the
+      (padded) input of size image_hw; both are logits with cfg.upsample_logits.
   Returns the per-frame dict of the module docstring at output_hw.
   """
   oh, ow = output_hw
   n = things['scores'].shape[0]
-  cand_ok, cand_prob, top_scores = things['ok'], things['prob'], things['scores']
+  cand_ok, cand_mask, top_scores = things['ok'], things['mask'], things['scores']
+  to_output = lambda m: _upsample_crop(m, image_hw, output_hw, logits=cfg.upsample_logits)
   thing_cats = jnp.asarray(np.array(layout.thing_ids or (0,), np.int32))
   cand_cat = thing_cats[things['classes']]
 
   # ---- sequential paste (order-dependent, as panopticapi's combine) ------------------------
   def paint(i, state):
     pan, painted, count = state
-    mask = _upsample_crop(cand_prob[i], image_hw, output_hw) > cfg.mask_threshold
+    mask = to_output(cand_mask[i]) > cfg.mask_threshold
     area = mask.sum()
     taken = pan != cat_lib.VOID
     overlap = (mask & taken).sum()
@@ -255,7 +257,7 @@ def merge_panoptic(things: dict, stuff_prob: jax.Array, *, image_hw, output_hw,
   masks = (pan[None] == inst_ids[:, None, None]) & slot_valid[:, None, None]
 
   # ---- stuff in the pixels no thing took ---------------------------------------------------
-  stuff_full = _upsample_crop(stuff_prob, image_hw, output_hw)  # [S,oh,ow]
+  stuff_full = to_output(stuff_prob)                             # [S,oh,ow]
   sem = jnp.argmax(stuff_full, axis=0)
   has_sem = stuff_full.max(axis=0) > 0
   stuff_cats = jnp.asarray(np.array(layout.stuff_channel_ids, np.int32))
@@ -328,17 +330,27 @@ def postprocess_multiscale(outputs_per_scale, *, scaled_hws, image_hw,
   n = cfg.max_instances
 
   def one(per_scale):
-    things, stuff = [], []
+    things, stuff, found = [], [], []
     for o, hw in zip(per_scale, scaled_hws):
       t = thing_proposals(o, cfg=cfg)
-      t['prob'] = to_reference_grid(t['prob'], ref_hw=ref_hw, image_hw=image_hw, scaled_hw=hw)
+      t['mask'] = to_reference_grid(t['mask'], ref_hw=ref_hw, image_hw=image_hw, scaled_hw=hw)
       things.append(t)
-      stuff.append(to_reference_grid(stuff_probabilities(o, cfg=cfg), ref_hw=ref_hw,
-                                     image_hw=image_hw, scaled_hw=hw))
+      s = stuff_probabilities(o, cfg=cfg)
+      found.append((s.max(axis=(1, 2)) > ABSENT_LOGIT / 2).astype(jnp.float32))
+      stuff.append(to_reference_grid(s, ref_hw=ref_hw, image_hw=image_hw, scaled_hw=hw))
     pooled = {k: jnp.concatenate([t[k] for t in things]) for k in things[0]}
     _, best = jax.lax.top_k(jnp.where(pooled['ok'], pooled['scores'], -1.0), n)
     merged = {k: v[best] for k, v in pooled.items()}
-    return merge_panoptic(merged, jnp.mean(jnp.stack(stuff), axis=0), image_hw=image_hw,
+    if cfg.upsample_logits:
+      # Logits: the mean over the scales where a channel was found (an absent scale's
+      # ABSENT_LOGIT would otherwise erase it); probabilities average with their zeros.
+      w = jnp.stack(found)[:, :, None, None]                    # [scales,S,1,1]
+      total = w.sum(0)
+      stuff_mean = jnp.where(total > 0, (jnp.stack(stuff) * w).sum(0) / jnp.maximum(total, 1),
+                             ABSENT_LOGIT)
+    else:
+      stuff_mean = jnp.mean(jnp.stack(stuff), axis=0)
+    return merge_panoptic(merged, stuff_mean, image_hw=image_hw,
                           output_hw=output_hw, layout=layout, cfg=cfg)
 
   per_frame = [{k: v for k, v in o.items() if k != 'stuff_bias'} for o in outputs_per_scale]

@@ -19,6 +19,9 @@ a ``valid`` mask. Rules follow the official ``gt_generate.py`` (reference panopt
 - stuff: one-hot over stuff channels (void -> all zero, thing pixels -> channel 0 when
   ``with_thing``), x4 downsampled (Dice target); per level resized, clamped <= 1, values < 0.5
   zeroed (focal target); ``stuff_present[l, s]`` = any positive value.
+
+With ``full_masks`` (``seg.mask_resolution='full'``, not official) the thing masks and stuff
+one-hots are also returned at input resolution, the Dice targets of `losses.panoptic` then.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from hybrid_jax.data import categories as cat_lib
 LEVEL_STRIDES = (8, 16, 32, 64, 128)
 COCO_SCALES = ((1, 64), (32, 128), (64, 256), (128, 512), (256, 2048))
 CITYSCAPES_SCALES = ((1, 128), (64, 256), (128, 512), (256, 1024), (512, 2048))
+# Where masks are compared in training (and upsampled at test time): losses/panoptic.py.
+MASK_RESOLUTIONS = ('quarter', 'full')
 _NO_ID = np.iinfo(np.int32).max
 
 
@@ -95,6 +100,7 @@ class TargetSpec:
   min_overlap: float = 0.7
   gaussian_sigma: float = 3.0
   candidate_threshold: float = 0.1
+  full_masks: bool = False   # also return input-resolution Dice targets (mask_resolution='full')
 
 
 def level_size(size: int, stride: int) -> int:
@@ -108,6 +114,31 @@ def downsample4(x: jax.Array, axes: tuple[int, int]) -> jax.Array:
   take = lambda a, start, ax: jax.lax.slice_in_dim(a, start, a.shape[ax], 4, ax)
   rows = 0.5 * (take(x, 1, ya) + take(x, 2, ya))
   return 0.5 * (take(rows, 1, xa) + take(rows, 2, xa))
+
+
+def upsample4(x: jax.Array, axis: int) -> jax.Array:
+  """x4 bilinear upsampling along `axis` (torch align_corners=False, edges clamped).
+
+  Output 4i + r samples source i + (r + 0.5) / 4 - 0.5, i.e. the fixed two-tap weights
+  (.375, .625), (.125, .875) on (x[i-1], x[i]) and (.875, .125), (.625, .375) on (x[i], x[i+1]).
+  Element-wise, unlike jax.image.resize, which contracts with a dense [out, in] weight matrix
+  (2.4 GFLOP per 1/4-resolution mask at 1024x2048).
+  """
+  axis = axis % x.ndim
+  n = x.shape[axis]
+  prev = jnp.concatenate([jax.lax.slice_in_dim(x, 0, 1, axis=axis),
+                          jax.lax.slice_in_dim(x, 0, n - 1, axis=axis)], axis=axis)
+  nxt = jnp.concatenate([jax.lax.slice_in_dim(x, 1, n, axis=axis),
+                         jax.lax.slice_in_dim(x, n - 1, n, axis=axis)], axis=axis)
+  phases = [0.375 * prev + 0.625 * x, 0.125 * prev + 0.875 * x,
+            0.875 * x + 0.125 * nxt, 0.625 * x + 0.375 * nxt]
+  out = jnp.stack(phases, axis=axis + 1)
+  return out.reshape(x.shape[:axis] + (4 * n,) + x.shape[axis + 1:])
+
+
+def upsample4_2d(x: jax.Array) -> jax.Array:
+  """[..., Hq, Wq] -> [..., 4 Hq, 4 Wq] with `upsample4` on the last two axes."""
+  return upsample4(upsample4(x, -2), -1)
 
 
 def gaussian_radius(height: jax.Array, width: jax.Array, min_overlap: float) -> jax.Array:
@@ -142,7 +173,9 @@ def build_targets(panoptic: jax.Array, *, spec: TargetSpec) -> dict:
     inst_masks float [M, Hq, Wq] (soft Dice targets); inst_centers int32 [M, L, 2] (y, x);
     inst_candidates tuple of L bool [M, h_l, w_l]; thing_heatmaps tuple of L
     float [h_l, w_l, Nth]; stuff_maps tuple of L float [h_l, w_l, Nst] (focal targets);
-    stuff_masks float [Hq, Wq, Nst] (Dice targets); stuff_present bool [L, Nst].
+    stuff_masks float [Hq, Wq, Nst] (Dice targets); stuff_present bool [L, Nst];
+    with spec.full_masks also inst_masks_full float [M, H, W] and stuff_masks_full
+    float [H, W, Nst] (the same masks at input resolution).
   """
   layout = spec.layout
   h, w = panoptic.shape
@@ -220,13 +253,17 @@ def build_targets(panoptic: jax.Array, *, spec: TargetSpec) -> dict:
     stuff_maps.append(lvl)
     stuff_present.append((lvl > 0).any(axis=(0, 1)))
 
-  return {
+  out = {
       'inst_valid': valid, 'inst_classes': classes.astype(jnp.int32),
       'inst_levels': jnp.stack(levels, axis=1), 'inst_masks': masks_q,
       'inst_centers': jnp.stack(centers, axis=1), 'inst_candidates': tuple(candidates),
       'thing_heatmaps': tuple(heatmaps), 'stuff_maps': tuple(stuff_maps),
       'stuff_masks': stuff_q, 'stuff_present': jnp.stack(stuff_present, axis=0),
   }
+  if spec.full_masks:
+    out['inst_masks_full'] = (masks & valid[:, None, None]).astype(jnp.float32)
+    out['stuff_masks_full'] = stuff_onehot
+  return out
 
 
 def build_batch_targets(panoptic: jax.Array, *, spec: TargetSpec) -> dict:

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hybrid_jax import config_lib
 from hybrid_jax import errors
 from hybrid_jax.data import datasets
 from hybrid_jax.losses import flow as flow_losses
@@ -33,8 +34,7 @@ def train_iters(config) -> int:
 
 def train_crop(config) -> tuple[int, int]:
   """(h, w) of the training crops: flow.train_crop, or data.crop_* when it is (0, 0)."""
-  crop = tuple(config.flow.get('train_crop', (0, 0)))
-  return crop if crop != (0, 0) else (config.data.crop_height, config.data.crop_width)
+  return config_lib.stage_train_crop(config, 'flow')
 
 
 def _model(config, *, train: bool):

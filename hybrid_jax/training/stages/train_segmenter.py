@@ -15,6 +15,7 @@ import os
 import jax
 import numpy as np
 
+from hybrid_jax import config_lib
 from hybrid_jax import errors
 from hybrid_jax import inference
 from hybrid_jax import trained_models
@@ -49,10 +50,11 @@ def make_loss_fn(model, dtype=None, *, remat: bool = False):
 
 
 def data_iterator(config, source, start_step: int = 0):
-  """Training batches from `start_step` on: frame t of random (t - 1, t) pairs, cropped and
-  flipped; labelled frames only on real datasets, every frame on the synthetic data."""
+  """Training batches from `start_step` on: frame t of random (t - 1, t) pairs, cropped
+  (seg.train_crop) and flipped; labelled frames only on real datasets, every frame on the synthetic data."""
   return common.pair_iterator(config, source, batch_size=config.seg.train.batch_size,
-                              max_delta=1, seed=config.seed, start_step=start_step)
+                              max_delta=1, seed=config.seed, start_step=start_step,
+                              crop_hw=config_lib.stage_train_crop(config, 'seg'))
 
 
 def train_segmenter(config, workdir: str, data_dir: str) -> dict:
@@ -70,7 +72,8 @@ def train_segmenter(config, workdir: str, data_dir: str) -> dict:
       loss_fn=make_loss_fn(model, precision.compute_dtype(config),
                            remat=bool(config.train.remat)),
       make_data_iterator=make_iterator, frozen=frozen, eval_fn=eval_fn, eval_every_steps=every,
-      metadata={'backbone': config.seg.backbone, 'categories': config.data.categories})
+      metadata={'backbone': config.seg.backbone, 'categories': config.data.categories,
+                'mask_resolution': config.seg.mask_resolution})
   eval_path = os.path.join(workdir, STAGE, 'eval.json')
   if jax.process_index() == 0 and not os.path.exists(eval_path):
     result = evaluate_segmenter(out, model, datasets.get_source(config, 'val', data_dir),
