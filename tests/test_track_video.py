@@ -79,7 +79,8 @@ def weights_dir(tmp_path_factory):
   pretrained.save_pretrained(trained_models.final_path(wd, 'seg'), jax.device_get(seg_vars),
                              {'architecture': seg_stage.ARCHITECTURE,
                               'backbone': config.seg.backbone,
-                              'categories': config.data.categories})
+                              'categories': config.data.categories,
+                              'mask_resolution': config.seg.mask_resolution})
   flow_vars = raft_lib.init_raft(0, variant='small', height=H, width=W)
   pretrained.save_pretrained(trained_models.final_path(wd, 'flow'), jax.device_get(flow_vars),
                              {'architecture': raft_lib.ARCHITECTURES['small']})
