@@ -31,7 +31,7 @@ def _spec(**kw):
 
 def test_full_targets_are_the_exact_masks():
   pan = _frame()
-  t = tg.build_targets(jnp.asarray(pan), spec=_spec())
+  t = jax.jit(lambda p: tg.build_targets(p, spec=_spec()))(jnp.asarray(pan))
   full = np.asarray(t['inst_masks_full'])
   # unique ids in ascending order: car 6001 first, person 7003 second; empty slots are zero.
   np.testing.assert_array_equal(full[0], pan == 6001)
@@ -42,8 +42,9 @@ def test_full_targets_are_the_exact_masks():
   np.testing.assert_array_equal(stuff[..., 0], (pan == 6001) | (pan == 7003))  # things channel
   np.testing.assert_array_equal(stuff[..., 2], pan == 1000)                    # road
   assert stuff[:, -4:].sum() == 0                                              # void
-  assert 'inst_masks_full' not in tg.build_targets(
-      jnp.asarray(pan), spec=tg.TargetSpec(LAYOUT, max_instances=4))
+  assert 'inst_masks_full' not in jax.eval_shape(
+      lambda p: tg.build_targets(p, spec=tg.TargetSpec(LAYOUT, max_instances=4)),
+      jnp.asarray(pan))
 
 
 def _random_outputs(rng, b=2, hq=16, wq=16, e=3):
@@ -61,11 +62,21 @@ def _dice(p, y):
   return 1 - 2 * (p * y).sum() / max((p * p).sum() + (y * y).sum(), 1e-8)
 
 
+def _bilinear_matrix(n):
+  """[4n, n]: torch's align_corners=False x4 bilinear weights, written out by hand."""
+  r = np.zeros((4 * n, n))
+  for o in range(4 * n):
+    src = min(max((o + 0.5) / 4 - 0.5, 0.0), n - 1.0)
+    i0 = int(np.floor(src))
+    i1 = min(i0 + 1, n - 1)
+    r[o, i0] += 1 - (src - i0)
+    r[o, i1] += src - i0
+  return r
+
+
 def _bilinear4(x):
-  """Reference x4 upsampling of [..., h, w]: jax.image.resize (torch align_corners=False)."""
-  return np.asarray(jax.image.resize(jnp.asarray(x), x.shape[:-2] + (4 * x.shape[-2],
-                                                                      4 * x.shape[-1]),
-                                     'linear', antialias=False))
+  """Reference x4 upsampling of [h, w] (numpy, independent of targets.upsample4)."""
+  return _bilinear_matrix(x.shape[0]) @ x @ _bilinear_matrix(x.shape[1]).T
 
 
 def _loop_loss(outputs, targets, pos_num):
@@ -97,13 +108,16 @@ def _loop_loss(outputs, targets, pos_num):
   return seg_th, seg_st
 
 
+def _loss(outputs, targets, **kw):
+  return jax.jit(lambda o, t: losses.panoptic_fcn_loss(o, t, **kw))(outputs, targets)
+
+
 def test_full_loss_equals_a_loop_over_assignments():
   rng = np.random.default_rng(0)
   pans = np.stack([_frame(), _frame()[:, ::-1]])
   targets = tg.build_batch_targets(jnp.asarray(pans), spec=_spec())
   outputs = _random_outputs(rng)
-  _, m = losses.panoptic_fcn_loss(outputs, targets, pos_num=3, mask_resolution='full',
-                                  mask_pairs=8)
+  _, m = _loss(outputs, targets, pos_num=3, mask_resolution='full', mask_pairs=8)
   want_th, want_st = _loop_loss(outputs, targets, 3)
   n_th = float(m['num_things'])
   assert n_th == 6  # per frame: person on P3, car on P4 and P5
@@ -112,7 +126,7 @@ def test_full_loss_equals_a_loop_over_assignments():
                              rtol=1e-4)
   assert float(m['mask_pairs_dropped']) == 0
   # The quarter-grid loss of the same outputs is another number.
-  _, q = losses.panoptic_fcn_loss(outputs, targets, pos_num=3)
+  _, q = _loss(outputs, targets, pos_num=3)
   assert abs(float(q['loss_seg_th']) - float(m['loss_seg_th'])) > 1e-3
 
 
@@ -120,16 +134,14 @@ def test_full_loss_counts_the_assignments_it_has_no_room_for():
   rng = np.random.default_rng(1)
   targets = tg.build_batch_targets(jnp.asarray(_frame()[None]), spec=_spec())
   outputs = _random_outputs(rng, b=1)
-  _, m = losses.panoptic_fcn_loss(outputs, targets, pos_num=3, mask_resolution='full',
-                                  mask_pairs=1)
+  _, m = _loss(outputs, targets, pos_num=3, mask_resolution='full', mask_pairs=1)
   assert float(m['mask_pairs_dropped']) == 2
   # The one kept is the first in (instance, level) order: the car (slot 0) on P4.
   only = {k: v for k, v in targets.items()}
   levels = np.zeros_like(np.asarray(targets['inst_levels']))
   levels[0, 0, 1] = True
   only['inst_levels'] = jnp.asarray(levels)
-  _, one = losses.panoptic_fcn_loss(outputs, only, pos_num=3, mask_resolution='full',
-                                    mask_pairs=8)
+  _, one = _loss(outputs, only, pos_num=3, mask_resolution='full', mask_pairs=8)
   # Same summed Dice; the normaliser N_th differs (3 assignments against 1).
   np.testing.assert_allclose(float(m['loss_seg_th']) * 3, float(one['loss_seg_th']), rtol=1e-5)
 
@@ -169,7 +181,8 @@ def _bar_outputs():
 def test_logit_upsampling_draws_a_thinner_bar(upsample_logits):
   cfg = inf.InferenceConfig(max_instances=2, stuff_area_limit=16,
                             upsample_logits=upsample_logits)
-  out = inf.postprocess(_bar_outputs(), image_hw=(64, 64), layout=LAYOUT, cfg=cfg)
+  out = jax.jit(lambda o: inf.postprocess(o, image_hw=(64, 64), layout=LAYOUT, cfg=cfg))(
+      _bar_outputs())
   pan = np.asarray(out['panoptic'][0])
   person = pan == 7001
   cols = np.flatnonzero(person.any(axis=0))
@@ -191,9 +204,9 @@ def test_stuff_absent_channel_and_multiscale_in_logit_mode():
   found = np.asarray(s).max(axis=(1, 2)) > inf.ABSENT_LOGIT / 2
   assert found.tolist() == [False, False, True, False, False, False, False]  # only road
   assert np.asarray(s)[0].max() == inf.ABSENT_LOGIT
-  single = inf.postprocess(o, image_hw=(64, 64), layout=LAYOUT, cfg=cfg)
-  multi = inf.postprocess_multiscale([o, o], scaled_hws=[(64, 64), (64, 64)],
-                                     image_hw=(64, 64), layout=LAYOUT, cfg=cfg)
+  single = jax.jit(lambda o: inf.postprocess(o, image_hw=(64, 64), layout=LAYOUT, cfg=cfg))(o)
+  multi = jax.jit(lambda o: inf.postprocess_multiscale(
+      [o, o], scaled_hws=[(64, 64), (64, 64)], image_hw=(64, 64), layout=LAYOUT, cfg=cfg))(o)
   np.testing.assert_array_equal(multi['panoptic'], single['panoptic'])
 
 
