@@ -40,7 +40,7 @@ _IGNORED = {'mode', 'input', 'show', 'distributed', 'train', 'force_stages', 'pr
 # before they existed: a record without one was made with that value, so an older finished
 # stage is not reported as trained with other settings.
 _ABSENT_MEANS = {'track.roi_input': 'image', 'seg.mask_resolution': 'quarter',
-                 'seg.mask_pairs': 32}
+                 'seg.mask_pairs': 32, 'seg.train_crop': [0, 0]}
 # Tracker settings used at tracking time only (not by the track stage's training).
 _TRACKING_ONLY = ('variant', 'temporal', 'mutual_check', 'threshold', 'temporal_threshold',
                   'memory_frames', 'matcher', 'temporal_backward')

@@ -247,3 +247,19 @@ def test_a_finished_segmenter_names_its_mask_resolution(tiny_run, monkeypatch):
   c.seg.mask_resolution = 'full'
   with pytest.raises(errors.CheckpointError, match="mask_resolution='quarter'"):
     trained_models.load_segmenter(c, tiny_run)
+
+
+def test_an_older_segmenter_record_reads_as_quarter_masks_on_data_crops():
+  """A seg record written before mask_resolution / train_crop means 'quarter' and (0, 0)."""
+  from configs import synthetic  # pylint: disable=g-import-not-at-top
+  from hybrid_jax import run_records  # pylint: disable=g-import-not-at-top
+  c = synthetic.get_config('tiny')
+  c.seg.mask_resolution = 'quarter'
+  rec = run_records.relevant(c, 'seg')
+  older = {k: v for k, v in rec.items()
+           if k not in ('seg.mask_resolution', 'seg.mask_pairs', 'seg.train_crop')}
+  assert run_records.differences(older, rec) == []
+  demo = run_records.relevant(synthetic.get_config(''), 'seg')
+  changed = run_records.differences(older, demo)
+  assert "seg.mask_resolution: 'quarter' -> 'full'" in changed
+  assert 'seg.train_crop: [0, 0] -> [128, 256]' in changed
