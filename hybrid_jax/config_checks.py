@@ -124,7 +124,8 @@ def _check_stages(config) -> None:
     from hybrid_jax.models import resnet  # noqa: PLC0415 (lazy)
     _choice(config.seg, 'backbone', 'seg', tuple(resnet.RESNETS))
     if 'mask_resolution' in config.seg:
-      _choice(config.seg, 'mask_resolution', 'seg', ('quarter', 'full'))
+      from hybrid_jax.models.panoptic_fcn import targets as pfcn_targets  # noqa: PLC0415
+      _choice(config.seg, 'mask_resolution', 'seg', pfcn_targets.MASK_RESOLUTIONS)
     if 'mask_pairs' in config.seg:
       _positive(config.seg, 'mask_pairs', 'seg')
   for stage in ('seg', 'flow'):
