@@ -134,7 +134,7 @@ def _upsample_crop(mask_q: jax.Array, image_hw, output_hw, *, logits: bool = Fal
 
   `mask_q` holds probabilities, or logits when `logits` (then the sigmoid comes last).
   """
-  up = upsample4(upsample4(mask_q, -2), -1)
+  up = targets_lib.upsample4_2d(mask_q)
   up = up[..., :image_hw[0], :image_hw[1]]
   if tuple(output_hw) != tuple(image_hw):
     up = jax.image.resize(up, up.shape[:-2] + tuple(output_hw), 'linear', antialias=False)
@@ -336,7 +336,8 @@ def postprocess_multiscale(outputs_per_scale, *, scaled_hws, image_hw,
       t['mask'] = to_reference_grid(t['mask'], ref_hw=ref_hw, image_hw=image_hw, scaled_hw=hw)
       things.append(t)
       s = stuff_probabilities(o, cfg=cfg)
-      found.append((s.max(axis=(1, 2)) > ABSENT_LOGIT / 2).astype(jnp.float32))
+      if cfg.upsample_logits:  # which channels this scale found (for the mean below)
+        found.append((s.max(axis=(1, 2)) > ABSENT_LOGIT / 2).astype(jnp.float32))
       stuff.append(to_reference_grid(s, ref_hw=ref_hw, image_hw=image_hw, scaled_hw=hw))
     pooled = {k: jnp.concatenate([t[k] for t in things]) for k in things[0]}
     _, best = jax.lax.top_k(jnp.where(pooled['ok'], pooled['scores'], -1.0), n)
