@@ -1,7 +1,10 @@
-"""The paper's reference rows (Ye et al., arXiv 2203.01217), shown beside ours in ``report.md``.
+"""Published rows shown beside ours in ``report.md``: the paper's (Ye et al., arXiv
+2203.01217) and other methods' on the benchmarks the paper does not cover.
 
-Each table maps a method to its VPQ / VPQ_Th / VPQ_St (in %) at k = 0, 5, 10, 15, their mean
-('vpq') and the frames per second the paper measured. A config names one with
+A paper table maps a method to its VPQ / VPQ_Th / VPQ_St (in %) at k = 0, 5, 10, 15, their mean
+('vpq') and the frames per second the paper measured. A benchmark table (KITTI-STEP, VIPSeg)
+maps a method to the metrics its source publishes ('vpq' as (all, things, stuff) or a single
+number, 'stq' in %) and that source ('source'). A config names one with
 ``eval.reference_table``; `get_table` looks it up (the tables live in the package, so an
 installed wheel shows them too).
 """
@@ -58,11 +61,47 @@ PAPER_TABLE_II = {
                                         (52.4, 45.8, 57.5), 3.5),
 }
 
+# KITTI-STEP val, STQ in % (the benchmark's metric; no VPQ is published for it as a protocol).
+KITTI_STEP_VAL = {
+    'Motion-DeepLab (ResNet-50)': {
+        'stq': 57.7,
+        'source': 'deeplab2, g3doc/projects/motion_deeplab.md (model zoo, trained on KITTI-STEP '
+                  'train)'},
+    'TubeFormer-DeepLab': {
+        'stq': 70.0,
+        'source': 'TubeFormer-DeepLab (CVPR 2022), as listed at '
+                  'wizwand.com/paper/68fa6eb41e209131cea419e3'},
+}
+# VIPSeg val, VPQ (mean over its five windows) and VPQ_Th / VPQ_St where published, in %.
+VIPSEG_VAL = {
+    'DVIS online (Swin-L, 720p)': {
+        'vpq': (54.7, 54.8, 54.6),
+        'source': 'github.com/zhang-tao-whu/DVIS MODEL_ZOO.md (commit 3013549), VIPSeg table'},
+    'DVIS offline (Swin-L, 720p)': {
+        'vpq': (57.6, 59.9, 55.5),
+        'source': 'github.com/zhang-tao-whu/DVIS MODEL_ZOO.md (commit 3013549), VIPSeg table'},
+    'TubeFormer-DeepLab': {
+        'vpq': 31.2,
+        'source': 'TubeFormer-DeepLab (CVPR 2022), as listed at '
+                  'wizwand.com/paper/68fa6eb41e209131cea419e3'},
+    'ViP-DeepLab': {
+        'vpq': 16.0,
+        'source': 'ViP-DeepLab (CVPR 2021) on VIPSeg, as listed at '
+                  'wizwand.com/paper/68fa68dd1e209131cea1ec5b'},
+}
+
 TABLES = {
     'PAPER_TABLE_I_VAL': ('Table I, Cityscapes-VPS val', PAPER_TABLE_I_VAL),
     'PAPER_TABLE_I_TEST': ('Table I, Cityscapes-VPS test', PAPER_TABLE_I_TEST),
     'PAPER_TABLE_II': ('Table II, VIPER', PAPER_TABLE_II),
+    'KITTI_STEP_VAL': ('KITTI-STEP val, published', KITTI_STEP_VAL),
+    'VIPSEG_VAL': ('VIPSeg val, published', VIPSEG_VAL),
 }
+
+
+def is_paper_table(rows) -> bool:
+  """True for a table in the paper's layout (VPQ at each k), False for a benchmark table."""
+  return all('k0' in r for r in rows.values())
 
 
 def get_table(name: str) -> tuple[str, dict] | None:

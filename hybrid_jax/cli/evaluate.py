@@ -2,7 +2,8 @@
 
   python -m hybrid_jax.cli.evaluate --gt-dir data/cityscapes_vps/val/panoptic_video \
       --gt-json data/cityscapes_vps/panoptic_gt_val_city_vps.json --pred-dir work/val_pred \
-      [--dataset cityscapes_vps|viper|synthetic] [--metrics vpq,stq] [--frames-per-video N] \
+      [--dataset cityscapes_vps|viper|vipseg|kitti_step|synthetic] [--metrics vpq,stq] \
+      [--frames-per-video N] \
       [--output-json PATH] [--workers N]
 
 `--pred-dir` holds pred.json and pan_pred/<image id>.png.  Prints the paper's table, writes

@@ -144,6 +144,8 @@ def _context(categories, dataset: str, metrics) -> _Context:
   unknown = set(metrics) - set(METRICS)
   if unknown or not metrics:
     raise errors.ConfigError(f'Unknown metrics {sorted(unknown)}; choose from {METRICS}.')
+  if 'vpq' in metrics and not protocol.has_vpq:
+    raise errors.ConfigError(protocol.vpq_note)
   cats = pq_lib.as_category_set(categories, excluded=protocol.excluded)
   if 'stq' in metrics and int(cats.ids.min()) < 0:
     raise errors.FormatError('STQ needs category ids >= 0.')

@@ -10,6 +10,10 @@ consecutive frames (reported under the keys '0', '5', '10', '15'), GT tubes unde
 pixels are ignored, GT tube areas are pixel counts, and class 11 (mobilebarrier) is left out of
 the All / Stuff means.
 
+VIPSeg (`eval_vpq_vspw.py`): windows of 1, 2, 4, 6 and 8 consecutive frames (keys '0', '5',
+'15', '25', '35'), otherwise the Cityscapes-VPS rules; the window keys of a result are its
+protocol's (`protocols`).
+
 The public entry points that take arrays or files live in `hybrid_jax.evaluation.runner`;
 this module holds the per-video / final arithmetic; the protocols are in `protocols`.
 """
@@ -22,9 +26,6 @@ import warnings
 from hybrid_jax.evaluation import counting
 from hybrid_jax.evaluation import pq as pq_lib
 from hybrid_jax.evaluation import protocols
-
-K_VALUES = ('0', '5', '10', '15')
-
 
 def video_counts(frames: Sequence[counting.FrameStats], cats: pq_lib.CategorySet,
                  protocol: protocols.Protocol) -> dict:
