@@ -74,6 +74,7 @@ def check_config(config) -> None:
   _check_track(config)
   _check_eval(config)
   _check_train(config)
+  _check_export(config)
 
 
 def _check_data(config) -> None:
@@ -198,6 +199,8 @@ def _check_eval(config) -> None:
     _fail('eval.metrics', e.metrics, f"must be a comma-separated list of {list(runner.METRICS)}, "
           "e.g. 'vpq,stq'.")
   _choice(e, 'dataset', 'eval', tuple(protocols.PROTOCOLS))
+  if 'vpq' in metrics and not protocols.PROTOCOLS[e.dataset].has_vpq:
+    _fail('eval.metrics', e.metrics, protocols.PROTOCOLS[e.dataset].vpq_note)
   if e.reference_table and e.reference_table not in paper_tables.TABLES:
     _fail('eval.reference_table', e.reference_table,
           f"must be '' or one of {sorted(paper_tables.TABLES)}.")
@@ -237,3 +240,11 @@ def _check_train(config) -> None:
     parts = str(t.profile_steps).split(',')
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or int(parts[0]) > int(parts[1]):
       _fail('train.profile_steps', t.profile_steps, "must be 'a,b' with integers a <= b.")
+
+
+def _check_export(config) -> None:
+  if 'export' not in config:
+    return
+  from hybrid_jax.data import export  # noqa: PLC0415 (lazy)
+  _choice(config.export, 'layout', 'export', export.LAYOUTS)
+  export.parse_splits(config.export.splits)

@@ -194,6 +194,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.dataset = 'cityscapes_vps'  # windowing rule: cityscapes_vps | viper
   c.eval.reference_table = ''        # paper rows shown next to ours in report.md ('' = none)
 
+  # ---- export (mode=export) ----------------------------------------------------------------
+  # The on-disk layout the split(s) are written in: 'cityscapes_vps' (what the evaluator and
+  # the official VPS tools read), or a benchmark's own layout, 'kitti_step' or 'vipseg', which
+  # their builders read back (data/export.py); `splits` is a comma-separated list.
+  c.export = ml_collections.ConfigDict()
+  c.export.layout = 'cityscapes_vps'
+  c.export.splits = 'val'
+
   # ---- show ------------------------------------------------------------------------------
   c.show = ml_collections.ConfigDict()
   c.show.split = 'val'
@@ -304,6 +312,6 @@ def paper_config(arg: str, dataset: dict) -> ml_collections.ConfigDict:
 
   c.eval.dataset = dataset['eval_dataset']
   c.eval.reference_table = dataset['reference_table']
-  c.eval.metrics = 'vpq,stq'
+  c.eval.metrics = dataset.get('metrics', 'vpq,stq')
   c.lock()
   return c

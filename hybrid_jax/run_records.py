@@ -30,7 +30,7 @@ REPORT_RECORD = 'report.json'
 # the segmenter's predicted instances).
 DOWNSTREAM = {'seg': ('track',), 'flow': ('track',), 'track': ()}
 # Values that never change a result: where things live, how often to log, multi-host setup.
-_IGNORED = {'mode', 'input', 'show', 'distributed', 'train', 'force_stages', 'preset',
+_IGNORED = {'mode', 'input', 'show', 'export', 'distributed', 'train', 'force_stages', 'preset',
             'data.dir', 'data.root', 'data.worker_count', 'seg.eval_every_steps',
             'track.eval_every_steps',
             # Same numbers, other device memory: how many frames a call takes, and the

@@ -164,10 +164,17 @@ def evaluate(config, workdir: str, *, tracked: dict | None = None) -> list[dict]
   return rows
 
 
+def headline(results: dict) -> str:
+  """'VPQ 64.8' (the mean VPQ), or 'STQ 57.7' for a run evaluated with STQ only."""
+  if 'vpq' in results:
+    return f'VPQ {results["vpq"]["final"]["all"]["pq"]:.1f}'
+  return f'STQ {100 * results["stq"]["stq"]:.1f}'
+
+
 def _print_rows(report: str, rows) -> None:
   print(f'Wrote {report}')
   for row in rows:
-    print(f'{row["name"]:30s} VPQ {row["results"]["vpq"]["final"]["all"]["pq"]:.1f}')
+    print(f'{row["name"]:30s} {headline(row["results"])}')
 
 
 def finished_report(config, workdir: str) -> list[dict] | None:
@@ -218,9 +225,10 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
     tracked = val_tracking.track_val(config, workdir, load_models=lambda: models)
     net = tracked['_networks']
     line['summary'] = f'{net["frames"]} timed frames'
-  with console.stage('eval', 'VPQ and STQ of every row') as line:
+  metrics = ' and '.join(m.strip().upper() for m in config.eval.metrics.split(',') if m.strip())
+  with console.stage('eval', f'{metrics} of every row') as line:
     rows = evaluate(config, workdir, tracked=tracked)
-    line['summary'] = ', '.join(f'{r["name"]} VPQ {r["results"]["vpq"]["final"]["all"]["pq"]:.1f}'
+    line['summary'] = ', '.join(f'{r["name"]} {headline(r["results"])}'
                                 for r in rows if r['name'] == TABLE_I_ROWS[-1].name)
   logging.info('Pipeline finished in %.0f s.', time.time() - t0)
   return rows
@@ -236,7 +244,7 @@ def mode_show(config, workdir):
 
 
 def mode_export(config, workdir):
-  return export_lib.export_split(config, workdir, workdirs.data_dir(config, workdir))
+  return export_lib.export(config, workdir, workdirs.data_dir(config, workdir))
 
 
 def mode_track(config, workdir):

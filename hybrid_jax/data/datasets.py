@@ -28,6 +28,8 @@ REGISTRY = {
                                   'synthetic_source'),
     'cityscapes_vps': DatasetEntry('hybrid_jax.data.cityscapes_vps', 'prepare', 'source'),
     'viper_vps': DatasetEntry('hybrid_jax.data.viper_vps', 'prepare', 'source'),
+    'kitti_step': DatasetEntry('hybrid_jax.data.kitti_step', 'prepare', 'source'),
+    'vipseg': DatasetEntry('hybrid_jax.data.vipseg', 'prepare', 'source'),
 }
 
 
