@@ -113,6 +113,7 @@ def track_val(config, workdir: str, *,
   frames_total = 0
   gif = os.path.join(workdir, 'tracked_val_clip.gif')
   trackers = None
+  layout_ids = None  # the video id the export gave each clip (it renames some; gt_split)
   for i in console.progress(range(len(source)), desc='track val', unit='clip'):
     cached = _load_clip(clip_dir, i)
     if cached is None:
@@ -120,8 +121,10 @@ def track_val(config, workdir: str, *,
         models = load_models()
         trackers = {row.name: make_row_tracker(config, row, models.head, table)
                     for row in TABLE_I_ROWS}
-      cached = _track_clip(config, models, trackers, source[i], table, ids_by_video, gt_json,
-                           with_oracle, gif=gif if i == 0 else None)
+        layout_ids = official_format.layout_video_ids(_clip_video_ids(source))
+      cached = _track_clip(config, models, trackers, source[i], table,
+                           ids_by_video.get(layout_ids[i]), gt_json, with_oracle,
+                           gif=gif if i == 0 else None)
       _save_clip(clip_dir, i, cached)
     if i > 0 or len(source) == 1:  # the first clip pays for compilation
       net_seconds['seg'] += cached['timing']['seg']
@@ -168,15 +171,24 @@ def load_tracked(workdir: str) -> dict:
   return out
 
 
-def _track_clip(config, models, trackers, clip, table, ids_by_video, gt_json, with_oracle, *,
+def _clip_video_ids(source) -> list[str]:
+  """Every clip's video id, from the source's index when it has one (no decoding)."""
+  ids = getattr(source, 'video_ids', None)
+  if ids is not None and len(ids) == len(source):
+    return [str(v) for v in ids]
+  return [str(source[i]['video_id']) for i in range(len(source))]
+
+
+def _track_clip(config, models, trackers, clip, table, image_ids, gt_json, with_oracle, *,
                 gif: str | None) -> dict:
-  """One val clip through the networks and every row's tracker: its labelled frames' maps."""
+  """One val clip through the networks and every row's tracker: its labelled frames' maps.
+
+  `image_ids`: the exported ground truth's ids of this clip's labelled frames."""
   frames = np.asarray(clip['frames'])
   use_gt_flow = config.flow.source == 'gt'
   p = inference.predict_clip(models, frames, given_flow=clip.get('flow') if use_gt_flow else None)
   lab = np.flatnonzero(clip['labelled'])
   vid = str(clip['video_id'])
-  image_ids = ids_by_video.get(vid)
   if image_ids is None or len(image_ids) != len(lab):
     raise errors.DatasetError(f'Val clip {vid}: {len(lab)} labelled frames but the exported '
                               f'ground truth lists {len(image_ids or [])}; delete '

@@ -15,6 +15,7 @@ from hybrid_jax.data.official_format.evaluator_input import FrameFiles
 from hybrid_jax.data.official_format.evaluator_input import Layout
 from hybrid_jax.data.official_format.evaluator_input import load_layout
 from hybrid_jax.data.official_format.gt_split import SplitSource
+from hybrid_jax.data.official_format.gt_split import layout_video_ids
 from hybrid_jax.data.official_format.gt_split import open_split
 from hybrid_jax.data.official_format.gt_split import read_split
 from hybrid_jax.data.official_format.gt_split import write_split

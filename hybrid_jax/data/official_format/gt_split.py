@@ -37,6 +37,16 @@ from hybrid_jax.data.official_format import segment_ids
 VOID = categories_lib.VOID
 
 
+def layout_video_ids(video_ids) -> list[str]:
+  """The video ids `write_split` gives clips with these ids (in this order): their own when
+  all are distinct 4-digit strings, else 0001, 0002, ... in order (KITTI-STEP's sequences keep
+  theirs; VIPER's 001 or VIPSeg's names are numbered)."""
+  given = [str(v) for v in video_ids]
+  if all(names_lib.VIDEO_ID.match(v) for v in given) and len(set(given)) == len(given):
+    return given
+  return [f'{i + 1:04d}' for i in range(len(given))]
+
+
 def write_split(clips: Iterable[dict], root: str, split: str, categories) -> None:
   """Writes clips (data contract) in the Cityscapes-VPS layout under `root` (see module doc).
 
@@ -47,10 +57,7 @@ def write_split(clips: Iterable[dict], root: str, split: str, categories) -> Non
   table = categories_lib.as_table(categories)
   cat_json = [segment_ids.category_json(c) for c in table]
   clips = list(clips)
-  # Video ids: the clips' own when all are distinct 4-digit strings, else 0001, 0002, ...
-  given = [str(c.get('video_id', '')) for c in clips]
-  if not (all(names_lib.VIDEO_ID.match(v) for v in given) and len(set(given)) == len(given)):
-    given = [f'{i + 1:04d}' for i in range(len(clips))]
+  given = layout_video_ids([str(c.get('video_id', '')) for c in clips])
   # Frame names: the clips' own when Cityscapes-style, else synth_<rank of the video>_<t>, so
   # sorted img_all names follow the sorted video order (the official inference relies on it).
   rank = {v: r for r, v in enumerate(sorted(given))}
