@@ -18,7 +18,6 @@ from hybrid_jax.data import datasets
 from hybrid_jax.data import kitti_step
 from hybrid_jax.data import vipseg
 from hybrid_jax.data.synthetic import scene as synthetic
-from hybrid_jax.evaluation import counting
 import ml_collections
 
 H, W = 4, 6

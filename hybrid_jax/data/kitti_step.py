@@ -156,16 +156,9 @@ def decode_panoptic_map(rgb: np.ndarray, table, *, where: str) -> np.ndarray:
                   ).astype(np.int32)
 
 
-def _load_labels(paths: Sequence[str], table) -> np.ndarray:
-  out = []
-  for p in paths:
-    try:
-      with Image.open(p) as im:
-        rgb = np.asarray(im.convert('RGB'))
-    except OSError as exc:
-      raise errors.FormatError(f'Cannot decode the panoptic map {p}: {exc}') from exc
-    out.append(decode_panoptic_map(rgb, table, where=p))
-  return np.stack(out)
+def _read_rgb(path: str) -> np.ndarray:
+  with Image.open(path) as im:
+    return np.asarray(im.convert('RGB'))
 
 
 def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
@@ -174,29 +167,18 @@ def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
   check_layout(root, split)
   table = categories_lib.get_categories(data_cfg.categories)
   img_dir, pan_dir = split_paths(root, split)[1:]
-  length = int(data_cfg.clip_length)
+  decode = functools.partial(decode_panoptic_map, table=table)
+  load = functools.partial(real.load_label_files, read=_read_rgb, decode=decode)
+  window = 0 if split == 'val' else int(data_cfg.clip_length)
   clips = []
   for seq in sorted(os.listdir(img_dir)):
-    frames = sorted(int(_FRAME.match(n)['frame']) for n in os.listdir(os.path.join(img_dir, seq)))
-    if not frames:
+    names = sorted(n for n in os.listdir(os.path.join(img_dir, seq)))
+    if not names:
       raise errors.DatasetError(f'{os.path.join(img_dir, seq)} holds no frame.')
-    windows = ([frames] if split == 'val' or length <= 0 else
-               [frames[i:i + length] for i in range(0, len(frames), length)])
-    for k, win in enumerate(windows):
-      names = [f'{f:06d}.png' for f in win]
-      labels = [os.path.join(pan_dir, seq, n) for n in names]
-      labelled = np.asarray([os.path.exists(p) for p in labels])
-      if not labelled.any():
-        raise errors.DatasetError(f'Sequence {seq} of {split}: no panoptic map under '
-                                  f'{os.path.join(pan_dir, seq)} for frames {names[0]} .. '
-                                  f'{names[-1]}.')
-      ids = [f'{seq}_{f:06d}' for f in win]
-      clips.append(real.RawClip(
-          video_id=seq if len(windows) == 1 else f'{seq}-{k}',
-          frame_paths=[os.path.join(img_dir, seq, n) for n in names], frame_ids=ids,
-          labelled=labelled, image_ids=[i if ok else '' for i, ok in zip(ids, labelled)],
-          load_labels=functools.partial(_load_labels,
-                                        [p for p, ok in zip(labels, labelled) if ok], table)))
+    clips += real.video_clips(
+        seq, [os.path.join(img_dir, seq, n) for n in names],
+        [os.path.join(pan_dir, seq, n) for n in names],
+        [f'{seq}_{n[:-4]}' for n in names], window=window, load_labels=load)
   return clips
 
 

@@ -123,6 +123,50 @@ def remap_labels(labels: np.ndarray, lut: dict[int, int], *, where: str) -> np.n
 
 
 # ---------------------------------------------------------------------------------------------
+# Videos whose every frame has its own label file (KITTI-STEP, VIPSeg).
+
+def load_label_files(paths: Sequence[str], read: Callable[[str], np.ndarray],
+                     decode: Callable[..., np.ndarray]) -> np.ndarray:
+  """int32 [L, H, W]: ``decode(read(path), where=path)`` of every file; an unreadable file is
+  a FormatError naming it."""
+  out = []
+  for p in paths:
+    try:
+      raw = read(p)
+    except OSError as exc:
+      raise errors.FormatError(f'Cannot decode the label file {p}: {exc}') from exc
+    out.append(decode(raw, where=p))
+  return np.stack(out)
+
+
+def video_clips(video: str, frame_paths: Sequence[str], label_paths: Sequence[str],
+                frame_ids: Sequence[str], *, window: int,
+                load_labels: Callable[[list[str]], np.ndarray]) -> list[RawClip]:
+  """The clips of one video: frame t is ``frame_paths[t]``, labelled when ``label_paths[t]``
+  exists. ``window`` > 0 cuts the video into consecutive clips of that many frames (video id
+  ``<video>-<k>``), 0 keeps it whole. ``load_labels(labelled paths)`` decodes a clip's labels.
+  A clip without any label file is a DatasetError naming the folder looked in."""
+  n = len(frame_paths)
+  starts = range(0, n, window) if window > 0 else [0]
+  clips = []
+  for k, s in enumerate(starts):
+    e = min(s + window, n) if window > 0 else n
+    labels = list(label_paths[s:e])
+    labelled = np.asarray([os.path.exists(p) for p in labels])
+    if not labelled.any():
+      raise errors.DatasetError(f'Video {video}: no label file in {os.path.dirname(labels[0])} '
+                                f'for frames {frame_ids[s]} .. {frame_ids[e - 1]}.')
+    ids = list(frame_ids[s:e])
+    clips.append(RawClip(
+        video_id=video if len(starts) == 1 else f'{video}-{k}',
+        frame_paths=list(frame_paths[s:e]), frame_ids=ids, labelled=labelled,
+        image_ids=[i if ok else '' for i, ok in zip(ids, labelled)],
+        load_labels=functools.partial(load_labels,
+                                      [p for p, ok in zip(labels, labelled) if ok])))
+  return clips
+
+
+# ---------------------------------------------------------------------------------------------
 # Encoding a raw clip into a TFDS example and decoding it back.
 
 def _resize_labels(lab: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

@@ -148,16 +148,9 @@ def decode_mask(values: np.ndarray, table, *, where: str) -> np.ndarray:
                   ).astype(np.int32)
 
 
-def _load_labels(paths: Sequence[str], table) -> np.ndarray:
-  out = []
-  for p in paths:
-    try:
-      with Image.open(p) as im:
-        values = np.asarray(im)
-    except OSError as exc:
-      raise errors.FormatError(f'Cannot decode the panoptic mask {p}: {exc}') from exc
-    out.append(decode_mask(values, table, where=p))
-  return np.stack(out)
+def _read_values(path: str) -> np.ndarray:
+  with Image.open(path) as im:
+    return np.asarray(im)
 
 
 def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
@@ -165,30 +158,20 @@ def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
   root = data_cfg.root
   check_layout(root, split)
   table = categories_lib.get_categories(data_cfg.categories)
-  length = int(data_cfg.clip_length)
+  decode = functools.partial(decode_mask, table=table)
+  load = functools.partial(real.load_label_files, read=_read_values, decode=decode)
+  window = 0 if split == 'val' else int(data_cfg.clip_length)
   clips = []
   for video in sorted(read_video_list(root, split)):
     vdir = os.path.join(image_dir(root), video)
     frames = sorted(n for n in os.listdir(vdir) if n.lower().endswith(IMAGE_EXTENSIONS))
     if not frames:
       raise errors.DatasetError(f'{vdir} holds no frame (.jpg or .png).')
-    windows = ([frames] if split == 'val' or length <= 0 else
-               [frames[i:i + length] for i in range(0, len(frames), length)])
-    for k, win in enumerate(windows):
-      stems = [os.path.splitext(n)[0] for n in win]
-      masks = [os.path.join(root, 'panomasks', video, s + '.png') for s in stems]
-      labelled = np.asarray([os.path.exists(p) for p in masks])
-      if not labelled.any():
-        raise errors.DatasetError(f'Video {video} of {split}: no mask under '
-                                  f'{os.path.join(root, "panomasks", video)} for frames '
-                                  f'{win[0]} .. {win[-1]}.')
-      ids = [f'{video}/{s}' for s in stems]
-      clips.append(real.RawClip(
-          video_id=video if len(windows) == 1 else f'{video}-{k}',
-          frame_paths=[os.path.join(vdir, n) for n in win], frame_ids=ids, labelled=labelled,
-          image_ids=[i if ok else '' for i, ok in zip(ids, labelled)],
-          load_labels=functools.partial(_load_labels,
-                                        [p for p, ok in zip(masks, labelled) if ok], table)))
+    stems = [os.path.splitext(n)[0] for n in frames]
+    clips += real.video_clips(
+        video, [os.path.join(vdir, n) for n in frames],
+        [os.path.join(root, 'panomasks', video, s + '.png') for s in stems],
+        [f'{video}/{s}' for s in stems], window=window, load_labels=load)
   return clips
 
 
