@@ -373,9 +373,15 @@ def iter_clips(config, models, source, num: int, *, with_flow: bool = True) -> I
 def run_experiment(config, workdir: str, *, name: str,
                    build_settings: Callable[[Any], Sequence[Setting]],
                    to_markdown: Callable[[list, Any, int], str], max_clips: int | None = None,
-                   out: str | None = None, stq: bool = False, sweeps_flow: bool = False
-                   ) -> tuple[str, list[dict]]:
-  """Trains/loads the run's models, sweeps the settings, writes the markdown; returns it."""
+                   out: str | None = None, stq: bool = False, sweeps_flow: bool = False,
+                   trackers: Callable[[Any, Any, Any], TrackerFor] | None = None,
+                   on_clip: Callable[[Clip], None] | None = None) -> tuple[str, list[dict]]:
+  """Trains/loads the run's models, sweeps the settings, writes the markdown; returns it.
+
+  `trackers(config, models, table)` gives the settings' trackers (default `tracker_for_run`);
+  `on_clip(clip)` is called before each clip is tracked (e.g. to hand its ground truth to an
+  oracle cue).
+  """
   from hybrid_jax import config_checks
   from hybrid_jax import train
   from hybrid_jax import workdirs
@@ -392,8 +398,10 @@ def run_experiment(config, workdir: str, *, name: str,
   num = len(source) if max_clips is None else max(0, min(int(max_clips), len(source)))
   settings = build_settings(config)
   flow_for = raft_flow_for(models, config) if sweeps_flow else None
-  rows = sweep(iter_clips(config, models, source, num, with_flow=not sweeps_flow), settings,
-               tracker_for=tracker_for_run(config, models, table),
+  clips = iter_clips(config, models, source, num, with_flow=not sweeps_flow)
+  if on_clip is not None:
+    clips = _calling(on_clip, clips)
+  rows = sweep(clips, settings, tracker_for=(trackers or tracker_for_run)(config, models, table),
                categories=config.data.categories, dataset=config.eval.dataset,
                metrics=('vpq', 'stq') if stq else ('vpq',), flow_for=flow_for, num_clips=num)
   text = to_markdown(rows, config, num)
@@ -404,6 +412,12 @@ def run_experiment(config, workdir: str, *, name: str,
   print(text)
   print(f'Wrote {path}')
   return path, rows
+
+
+def _calling(fn: Callable[[Clip], None], clips: Iterable[Clip]) -> Iterable[Clip]:
+  for clip in clips:
+    fn(clip)
+    yield clip
 
 
 def run_seeds(config, workdir: str, seeds: Sequence[int], *, name: str, comparisons=(),
@@ -437,7 +451,7 @@ def quiet_log(workdir: str | None) -> None:
 
 
 def run_cli(name: str, build_settings, to_markdown, *, sweeps_flow: bool = False,
-            comparisons: Sequence[tuple[str, str]] = ()) -> None:
+            comparisons: Sequence[tuple[str, str]] = (), **experiment_kwargs) -> None:
   """absl entry point shared by the scripts (flags parsed like hybrid_jax.main).
 
   The flags are defined here, not at import, so that tests can import the scripts next to
@@ -467,7 +481,8 @@ def run_cli(name: str, build_settings, to_markdown, *, sweeps_flow: bool = False
     quiet_log(workdir.value)
     try:
       kwargs = dict(build_settings=build_settings, to_markdown=to_markdown,
-                    max_clips=max_clips.value, stq=stq.value, sweeps_flow=sweeps_flow)
+                    max_clips=max_clips.value, stq=stq.value, sweeps_flow=sweeps_flow,
+                    **experiment_kwargs)
       seed_list = parse_seeds(seeds.value)
       if seed_list:
         if out.value:

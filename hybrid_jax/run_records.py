@@ -41,6 +41,12 @@ _IGNORED = {'mode', 'input', 'show', 'export', 'distributed', 'train', 'force_st
 # stage is not reported as trained with other settings.
 _ABSENT_MEANS = {'track.roi_input': 'image', 'seg.mask_resolution': 'quarter',
                  'seg.mask_pairs': 32, 'seg.train_crop': [0, 0]}
+# Data values only the val split depends on: the synthetic generator seeds every clip from
+# (seed, split, index), so more val clips leave the train clips, and so every trained stage,
+# as they are; on the real datasets the value is informational. A finished stage is reused
+# when they change (a larger val split for a less noisy comparison needs no retraining);
+# the tracking and the report are redone.
+_VAL_ONLY = ('data.num_val_clips',)
 # Tracker settings used at tracking time only (not by the track stage's training).
 _TRACKING_ONLY = ('variant', 'temporal', 'mutual_check', 'threshold', 'temporal_threshold',
                   'memory_frames', 'matcher', 'temporal_backward')
@@ -61,7 +67,8 @@ def relevant(config, what: str) -> dict[str, Any]:
   """The flat config values that decide `what`: a stage, 'tracking' or 'evaluation'."""
   flat = {k: v for k, v in _flat(config.to_dict()).items()
           if k not in _IGNORED and k.split('.')[0] not in _IGNORED}
-  data = {k: v for k, v in flat.items() if k.startswith('data.') or k == 'seed'}
+  data = {k: v for k, v in flat.items()
+          if (k.startswith('data.') and k not in _VAL_ONLY) or k == 'seed'}
   if what == 'seg':
     return {**data, **{k: v for k, v in flat.items()
                        if k.startswith('seg.') and k != 'seg.test_scales'}}
@@ -152,6 +159,7 @@ def check_stages(config, workdir: str) -> None:
     recorded = read(stage_record_path(workdir, stage))
     if recorded is None:
       continue
+    recorded = {k: v for k, v in recorded.items() if k not in _VAL_ONLY}  # older records
     diff = differences(recorded, relevant(config, stage))
     if diff:
       shown = '; '.join(diff[:6]) + (f'; and {len(diff) - 6} more' if len(diff) > 6 else '')

@@ -367,3 +367,23 @@ def test_roi_input_curves_on_a_trained_tiny_run(tiny_run, tmp_path):
                                                          'track', 'final'))
   assert meta['roi_input'] == 'features' and 'feature_proj' in params['params']
   assert '| step | image | features |' in open(path).read()
+
+
+def test_instance_cue_ceiling_on_a_trained_run(tiny_run, tmp_path):
+  from configs import synthetic as synthetic_config
+  from experiments import instance_cue_ceiling
+  config = synthetic_config.get_config('tiny')
+  lazy = instance_cue_ceiling._Lazy()
+  out = str(tmp_path / 'ceiling.md')
+  _, rows = common.run_experiment(
+      config, tiny_run, name=instance_cue_ceiling.NAME,
+      build_settings=lambda c: instance_cue_ceiling.settings(),
+      to_markdown=instance_cue_ceiling.markdown, max_clips=1, out=out,
+      trackers=lazy.trackers, on_clip=lazy.on_clip)
+  names = [r['name'] for r in rows]
+  assert names == [s.name for s in instance_cue_ceiling.settings()]
+  # One segmenter output for every row: per-frame PQ (k = 0) cannot differ between them.
+  assert len({r['results']['vpq']['0']['all']['pq'] for r in rows}) == 1
+  assert len(lazy.oracle._gt) == 10  # the oracle was handed the clip's 10 frames
+  text = open(out).read()
+  assert '| HybridTracker, oracle instance cue |' in text

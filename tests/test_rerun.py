@@ -75,3 +75,26 @@ def test_a_tracking_setting_retracks_without_retraining(run):
   train.run(config, run)
   assert _mtimes(run, '*/final/metadata.json') == stages
   assert _mtimes(run, 'predictions/pixel_tracker/pan_pred/*.png') != png  # written again
+
+
+def test_more_val_clips_reuse_the_trained_stages(tmp_path):
+  # The synthetic clips are seeded per (split, index): a larger val split leaves every train
+  # clip, and so every trained stage, as it was. Other data values still name the stage.
+  from configs import synthetic as synthetic_config
+  from hybrid_jax import errors
+  from hybrid_jax import run_records
+  c = synthetic_config.get_config('tiny')
+  workdir = str(tmp_path)
+  for stage in run_records.STAGES:
+    run_records.record_stage(c, workdir, stage)
+  c.data.num_val_clips = 40
+  run_records.check_stages(c, workdir)  # no error: nothing to retrain
+  assert run_records.relevant(c, 'tracking')['data.num_val_clips'] == 40  # tracking redone
+  # A record written before num_val_clips was left out of the stages' records still fits.
+  path = run_records.stage_record_path(workdir, 'seg')
+  old = dict(run_records.read(path), **{'data.num_val_clips': 2})
+  run_records.write(path, old)
+  run_records.check_stages(c, workdir)
+  c.data.num_train_clips = 5
+  with pytest.raises(errors.ConfigError, match='data.num_train_clips: 4 -> 5'):
+    run_records.check_stages(c, workdir)

@@ -45,6 +45,45 @@ def test_predictions_take_the_ground_truth_they_overlap_by_more_than_half():
   assert prediction_targets.assign_ground_truth(wrong, gt, gt_ids).tolist() == [-1, -1]
 
 
+def test_ownership_gives_fragments_their_object():
+  car, person = 13, 11
+  gt_masks = [_box(0, 0, 6, 6), _box(6, 8, 12, 16)]
+  gt_ids = np.array([car * 1000 + 3, person * 1000 + 7])
+  gt = instances_lib.from_arrays(np.stack(gt_masks), np.array([car, person]), max_instances=2)
+  pred_masks = [_box(0, 0, 6, 5),      # most of the car: owned (30 of 30 pixels inside)
+                _box(6, 8, 12, 11),    # a sliver of the person (IoU 0.375): owned all the same
+                _box(4, 4, 8, 8),      # 4 of 16 pixels on the car: nobody's
+                _box(0, 0, 3, 3)]      # inside the car but labelled person: nobody's
+  pred = instances_lib.from_arrays(np.stack(pred_masks), np.array([car, person, car, person]),
+                                   max_instances=5)
+  owners = prediction_targets.assign_by_ownership(pred, gt, gt_ids)
+  assert owners.tolist() == [car * 1000 + 3, person * 1000 + 7, -1, -1, -1]
+  # IoU > 0.5 would have dropped the sliver.
+  assert prediction_targets.assign_ground_truth(pred, gt, gt_ids).tolist()[1] == -1
+
+
+def test_oracle_instance_cue_embeds_the_owner():
+  from experiments import common
+  from experiments import instance_cue_ceiling
+  table = categories_lib.get_categories('cityscapes_vps')
+  pan = np.full((2, H, W), 0, np.int32)           # road
+  pan[:, 0:6, 0:6] = 13003                         # car 3 in both frames
+  pan[0, 6:12, 8:16] = 11007                       # person 7 in frame 0 only
+  frames = np.stack([np.full((H, W, 3), v, np.uint8) for v in (10, 20)])
+  oracle = instance_cue_ceiling.OracleCue(table, max_instances=4, dim=8)
+  oracle.set_clip(common.Clip('v', frames, pan, np.ones(2, bool), None))
+  p0 = instances_lib.from_arrays(np.stack([_box(6, 8, 12, 11), _box(0, 0, 6, 5)]),
+                                 np.array([11, 13]), max_instances=4)
+  p1 = instances_lib.from_arrays(np.stack([_box(0, 0, 6, 6), _box(6, 8, 12, 16)]),
+                                 np.array([13, 13]), max_instances=4)
+  e0, e1 = oracle(frames[0], p0), oracle(frames[1], p1)
+  assert e0.shape == (4, 8)
+  assert np.array_equal(e0[1], e1[0]) and e0[1].max() == instance_cue_ceiling.SCALE  # the car
+  assert e0[0].max() > 0 and not np.array_equal(e0[0], e0[1])  # the person: its own column
+  assert not e1[1].any() and not e0[2:].any()  # owned by nobody / padding: zeros
+  with pytest.raises(KeyError, match='set_clip'):
+    oracle(np.zeros((H, W, 3), np.uint8), p0)
+
 def test_mask_iou_by_hand():
   a = np.stack([_box(0, 0, 2, 2)])
   b = np.stack([_box(0, 1, 2, 3), _box(5, 5, 6, 6)])

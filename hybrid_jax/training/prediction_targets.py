@@ -54,3 +54,33 @@ def assign_ground_truth(pred: FrameInstances, gt: FrameInstances, gt_ids, *,
   ok = iou[np.arange(len(pv)), best] > iou_threshold
   out[pv[ok]] = np.asarray(gt_ids)[gv[best[ok]]]
   return out
+
+
+def assign_by_ownership(pred: FrameInstances, gt: FrameInstances, gt_ids, *,
+                        fraction: float = 0.5) -> np.ndarray:
+  """The ground-truth segment that owns each predicted slot, or -1.
+
+  A prediction is owned by the same-category segment holding more than `fraction` of its
+  pixels. Unlike `assign_ground_truth` several predictions may share an owner (the fragments
+  of one object), and a fragment too small for IoU > 0.5 still has one: the identity a tracker
+  should carry through it. Used for the oracle instance cue of
+  `experiments/instance_cue_ceiling.py`.
+
+  Returns:
+    int32 [P]: the owning ground-truth id per predicted slot; -1 for padding and for
+    predictions no segment of their category owns.
+  """
+  out = np.full((pred.max_instances,), -1, np.int32)
+  pv = np.flatnonzero(np.asarray(pred.valid))
+  gv = np.flatnonzero(np.asarray(gt.valid) & (np.asarray(gt_ids) >= 0))
+  if pv.size == 0 or gv.size == 0:
+    return out
+  a = np.asarray(pred.masks, bool)[pv].reshape(len(pv), -1).astype(np.float64)
+  b = np.asarray(gt.masks, bool)[gv].reshape(len(gv), -1).astype(np.float64)
+  share = (a @ b.T) / np.maximum(a.sum(1), 1.0)[:, None]
+  same = np.asarray(pred.classes)[pv][:, None] == np.asarray(gt.classes)[gv][None, :]
+  share = np.where(same, share, 0.0)
+  best = share.argmax(1)
+  ok = share[np.arange(len(pv)), best] > fraction
+  out[pv[ok]] = np.asarray(gt_ids)[gv[best[ok]]]
+  return out
