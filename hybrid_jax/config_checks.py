@@ -163,6 +163,9 @@ def _check_track(config) -> None:
     _unit_interval(tr, 'temporal_threshold', 'track')
     if 'roi_input' in tr:
       _choice(tr, 'roi_input', 'track', ('image', 'features', 'both'))
+    if 'temporal_similarity' in tr:
+      from hybrid_jax.tracking import tracker  # noqa: PLC0415 (lazy)
+      _choice(tr, 'temporal_similarity', 'track', tracker.TEMPORAL_SIMILARITIES)
     for key in ('pool', 'hidden_dim', 'embed_dim', 'frames_per_call', 'feature_dim'):
       if key in tr:
         _at_least(tr, key, 'track', 1)

@@ -145,6 +145,9 @@ def base_config() -> ml_collections.ConfigDict:
   # §III.E's backward direction: a memory match must be confirmed from frame t back to the
   # stored frame (tracking.tracker.backward_confirms).
   c.track.temporal_backward = True
+  # How a memory frame is compared with frame t: 'direct' (Fig. 7) or 'chained' (eq. 8 read
+  # literally: the product of the consecutive frames' associations; tracking.tracker).
+  c.track.temporal_similarity = 'direct'
   # Frames (frame pairs) per segmenter / RAFT call while tracking; the tracking programs'
   # device memory grows with it (docs/configs.md), the numbers do not change.
   c.track.frames_per_call = 4

@@ -144,8 +144,8 @@ def make_tracker(track_cfg: Mapping[str, Any], *, head=None, max_instances: int,
 
   Args:
     track_cfg: config.track (variant, temporal, mutual_check, threshold, temporal_threshold,
-      memory_frames, matcher, temporal_backward), or a dict with those keys
-      (temporal_backward may be absent: off).
+      memory_frames, matcher, temporal_backward, temporal_similarity), or a dict with those
+      keys (temporal_backward may be absent: off; temporal_similarity: 'direct').
     head: a `trained_models.Head` (embeddings, dustbin logit, fusion conv); None for 'pixel'.
     max_instances: slots per frame (config.data.max_instances).
     categories: the category table.
@@ -154,8 +154,8 @@ def make_tracker(track_cfg: Mapping[str, Any], *, head=None, max_instances: int,
       temporal flag).
   """
   keys = ('variant', 'temporal', 'mutual_check', 'threshold', 'temporal_threshold',
-          'memory_frames', 'matcher', 'temporal_backward')
-  optional = ('temporal_backward',)  # older configs and plain dicts may lack it
+          'memory_frames', 'matcher', 'temporal_backward', 'temporal_similarity')
+  optional = ('temporal_backward', 'temporal_similarity')  # older configs, plain dicts
   values = {k: track_cfg[k] for k in keys if k in track_cfg or k not in optional}
   unknown = set(overrides) - set(keys)
   if unknown:

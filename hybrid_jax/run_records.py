@@ -49,7 +49,7 @@ _ABSENT_MEANS = {'track.roi_input': 'image', 'seg.mask_resolution': 'quarter',
 _VAL_ONLY = ('data.num_val_clips',)
 # Tracker settings used at tracking time only (not by the track stage's training).
 _TRACKING_ONLY = ('variant', 'temporal', 'mutual_check', 'threshold', 'temporal_threshold',
-                  'memory_frames', 'matcher', 'temporal_backward')
+                  'memory_frames', 'matcher', 'temporal_backward', 'temporal_similarity')
 
 
 def _flat(tree: Mapping, prefix: str = '') -> dict[str, Any]:

@@ -301,3 +301,65 @@ def test_head_pairs_on_predicted_instances():
   both = lambda frames: {k: np.stack([v[0], v[0]]) for k, v in segment(frames).items()}  # noqa: E731
   out = train_tracker.to_predicted_pair_batch(batch, table=table, max_instances=4, segment=both)
   assert out['target'][0].tolist() == [0, -1, -1, -1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Eq. 8's chained similarity (track.temporal_similarity='chained').
+
+def test_association_probability_by_hand():
+  allowed = np.array([[True, True, False], [False, False, False]])
+  score = np.array([[2.0, -1.0, 9.0], [1.0, 1.0, 1.0]])
+  p = tracker_lib.association_probability(score, allowed, 'hybrid')
+  z = np.exp(2.0) + np.exp(-1.0) + 1.0  # the row's allowed entries and "no match" at 0
+  assert p[0].tolist() == pytest.approx([np.exp(2.0) / z, np.exp(-1.0) / z, 0.0])
+  assert p[1].tolist() == [0.0, 0.0, 0.0]
+  dice = tracker_lib.association_probability(np.array([[0.5, 1.2]]),
+                                             np.array([[True, False]]), 'pixel')
+  assert dice.tolist() == [[0.5, 0.0]]
+
+
+def _chain_scene(similarity: str, backward: bool = False):
+  """Frame 0: A, B; frame 1: K (both A and B look like it, the mutual check gives it to A);
+  frame 2: K again and J, which looks like nothing stored (B . J = -3) but like K a little.
+  Returns the ids of frame 2's slots."""
+  cls = 13
+  emb = {0: [[5.0, 0.0, 0.0], [4.0, 0.0, -3.0]], 1: [[1.0, 0.0, 0.0]],
+         2: [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]}
+  masks = {0: [_box(0, 0, 4, 4), _box(6, 6, 10, 10)], 1: [_box(0, 0, 4, 4)],
+           2: [_box(0, 0, 4, 4), _box(6, 6, 10, 10)]}
+
+  def embed_fn(image, inst):
+    out = np.zeros((inst.max_instances, 3), np.float32)
+    e = np.asarray(emb[int(image[0, 0, 0])], np.float32)
+    out[:len(e)] = e
+    return out
+
+  tracker = tracker_lib.VideoTracker('instance', temporal=True, temporal_backward=backward,
+                                     temporal_similarity=similarity, max_instances=4,
+                                     embed_fn=embed_fn, dustbin_logit=0.0)
+  ids = []
+  for t in range(3):
+    inst = instances_lib.from_arrays(np.stack(masks[t]), np.full(len(masks[t]), cls),
+                                     max_instances=4)
+    ids.append(tracker.update(np.full((H, W, 3), t, np.uint8), inst).ids[:len(masks[t])].tolist())
+  return ids
+
+
+def test_chained_similarity_relinks_through_the_middle_frame():
+  direct = _chain_scene('direct')
+  assert direct[0] == [1, 2] and direct[1] == [1] and direct[2][0] == 1
+  # Directly, p(J | B) = e^-3 / (e^4 + e^-3 + 1) < θ = 0.01: J starts a new track.
+  assert direct[2][1] not in (1, 2)
+  # Chained (eq. 8): p(K | B) p(J | K) = e^4/(e^4+1) * 1/(e+2) = 0.21 >= θ: J takes B's id.
+  assert _chain_scene('chained')[2] == [1, 2]
+  assert _chain_scene('chained', backward=True)[2] == [1, 2]  # column J's best row is B
+
+
+def test_temporal_similarity_is_checked():
+  with pytest.raises(errors.ConfigError, match='temporal_similarity'):
+    tracker_lib.VideoTracker('pixel', temporal_similarity='eq8')
+  c = synthetic.get_config('tiny')
+  c.track.temporal_similarity = 'eq8'
+  from hybrid_jax import config_checks
+  with pytest.raises(errors.ConfigError, match='track.temporal_similarity'):
+    config_checks.check_config(c)

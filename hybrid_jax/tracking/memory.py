@@ -2,9 +2,12 @@
 
 When an instance of frame t has no match in the previous frame, the tracker compares it with
 frames stored here (newest first) using the same tracker (instance, pixel or hybrid) and takes
-the stored id when the fused similarity exceeds θ (0.01 by default). The paper's eq. 8 chains
-similarities through the middle frame; when the middle frame lost the instance that chain is
-broken, so — as the paper's Fig. 7 describes — the older frame is compared directly.
+the stored id when the fused similarity exceeds θ (0.01 by default). By default the older frame
+is compared directly, as the paper's Fig. 7 describes: eq. 8 chains similarities through the
+middle frame, and when the middle frame lost the instance that chain is broken. The chained
+reading is an option (`VideoTracker(temporal_similarity='chained')`): each entry then keeps
+its association with the next frame (`forward`) and the memory is compared through the
+product of those matrices.
 
 Each entry keeps its masks *warped forward to the newest frame*: `advance(flow)` moves every
 stored mask by each new consecutive flow, so pixel similarity against the current frame never
@@ -30,11 +33,15 @@ class MemoryEntry(NamedTuple):
     instances: its FrameInstances, masks warped to the newest frame seen.
     embeddings: float32 [N, D] or None (pixel-only tracker).
     ids: int32 [N] track ids (-1 for padding slots).
+    forward: float [N, N] the association of this frame with the next one as a probability
+      (`tracker.association_probability`), kept for Eq. 8's chained similarity; None when the
+      tracker compares memory directly.
   """
   frame_index: int
   instances: FrameInstances
   embeddings: Optional[np.ndarray]
   ids: np.ndarray
+  forward: Optional[np.ndarray] = None
 
 
 class TrackMemory:

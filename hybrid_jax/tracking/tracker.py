@@ -102,6 +102,26 @@ def backward_confirms(match, reverse, allowed_reverse, threshold: float) -> np.n
   return out
 
 
+TEMPORAL_SIMILARITIES = ('direct', 'chained')
+
+
+def association_probability(score, allowed, variant: str) -> np.ndarray:
+  """A variant's m×n association as the factor Eq. 8 multiplies: float [M, N] in [0, 1].
+
+  'instance': p(j|i) itself; 'pixel': the dice (a similarity in [0, 1], not a distribution);
+  'hybrid': the fused logits read as the matching rule the fusion is fitted to
+  (`losses.fusion`): a softmax over the row's allowed entries and a "no match" option at 0.
+  Entries that may not match are 0.
+  """
+  score = np.asarray(score, np.float64)
+  allowed = np.asarray(allowed, bool)
+  if variant != 'hybrid':
+    return np.where(allowed, np.clip(score, 0.0, 1.0), 0.0)
+  top = np.maximum(np.max(np.where(allowed, score, -np.inf), axis=1, keepdims=True), 0.0)
+  e = np.where(allowed, np.exp(score - top), 0.0)
+  return e / (e.sum(axis=1, keepdims=True) + np.exp(-top))
+
+
 class _Frame(NamedTuple):
   index: int
   image: object
@@ -131,6 +151,13 @@ class VideoTracker:
       the softmax over the stored frame's instances; the reverse pixel cue is the dice of the
       same flow-warped masks (dice is symmetric, so the pixel cue's reverse adds only the
       column-wise arg-max), hence no backward flow is needed.
+    temporal_similarity: how a memory frame is compared with frame t (§III.E, eq. 8).
+      'direct' (default): the tracker's association between the two frames, as Fig. 7 shows
+      it (the instance may be missing in between, which breaks any chain through the middle
+      frames). 'chained': eq. 8 read literally, the product of the consecutive frames'
+      associations (`association_probability`) from the stored frame to t, summing over the
+      instances of every frame in between; θ then applies to that product, and the backward
+      check reads it column-wise.
     matcher: a key of matching.MATCHERS ('greedy' = paper, 'hungarian', 'sinkhorn').
     same_class: only instances of one category may match.
     embed_fn: ``embed(image, FrameInstances) -> [N, D]`` (embedding_head.make_embed_fn);
@@ -149,7 +176,8 @@ class VideoTracker:
   def __init__(self, variant: str = 'hybrid', *, temporal: bool = True,
                mutual_check: bool = True, threshold: float = 1e-5,
                temporal_threshold: float = 0.01, memory_frames: int = 5,
-               temporal_backward: bool = False, max_instances: int = 32, matcher: str = 'greedy', same_class: bool = True,
+               temporal_backward: bool = False, max_instances: int = 32, matcher: str = 'greedy',
+               same_class: bool = True, temporal_similarity: str = 'direct',
                embed_fn: Callable | None = None, flow_source=None, fusion_params=None,
                categories=None, dustbin_logit=None):
     if variant not in VARIANTS:
@@ -161,6 +189,10 @@ class VideoTracker:
           f"mode=train_track or load its checkpoint), or use variant='pixel'.")
     if max_instances < 1:
       raise errors.ConfigError(f'max_instances must be >= 1, got {max_instances}.')
+    if temporal_similarity not in TEMPORAL_SIMILARITIES:
+      raise errors.ConfigError(f'Unknown temporal_similarity {temporal_similarity!r}; choose '
+                               f'one of {TEMPORAL_SIMILARITIES}.')
+    self.temporal_similarity = temporal_similarity
     self.variant = variant
     self.temporal = bool(temporal)
     self.mutual_check = bool(mutual_check)
@@ -290,9 +322,15 @@ class VideoTracker:
       for i in np.flatnonzero(match >= 0):
         ids[match[i]] = prev.ids[i]
 
+      chained = self.temporal_similarity == 'chained' and self.memory.max_frames > 0
+      forward = (association_probability(score, self._allowed(prev.instances, inst),
+                                         self.variant) if chained else None)
       if self.temporal and len(self.memory) and (valid & (ids < 0)).any():
         used = {(int(c), int(t)) for c, t, v in zip(classes, ids, valid) if v and t >= 0}
+        through = forward  # eq. 8: the chain from the entry's frame to t, built newest first
         for entry in self.memory.newest_first():
+          if chained:
+            through = entry.forward @ through
           free_cur = valid & (ids < 0)
           if not free_cur.any():
             break
@@ -304,12 +342,17 @@ class VideoTracker:
           if not allowed.any():
             continue
           masks_mem = jnp.asarray(mem.masks) if self._needs_flow else None
-          score = self._scores(entry.embeddings, emb, masks_mem, mem, inst)
-          match = self._match(score, allowed, self.temporal_threshold)
+          if chained:
+            mem_score = through
+            reverse = through.T
+          else:
+            mem_score = self._scores(entry.embeddings, emb, masks_mem, mem, inst)
+          match = self._match(mem_score, allowed, self.temporal_threshold)
           if self.temporal_backward:
-            rev_masks = jnp.asarray(inst.masks) if self._needs_flow else None
-            reverse = self._scores(emb, entry.embeddings, rev_masks, inst, mem,
-                                   masks_b=masks_mem)
+            if not chained:
+              rev_masks = jnp.asarray(inst.masks) if self._needs_flow else None
+              reverse = self._scores(emb, entry.embeddings, rev_masks, inst, mem,
+                                     masks_b=masks_mem)
             match = backward_confirms(match, reverse, allowed.T, self.temporal_threshold)
           for i in np.flatnonzero(match >= 0):
             ids[match[i]] = entry.ids[i]
@@ -319,7 +362,8 @@ class VideoTracker:
         prev_masks = (np.asarray(warped_prev) if warped_prev is not None
                       else np.asarray(prev.instances.masks))
         self.memory.push(memory_lib.MemoryEntry(
-            prev.index, prev.instances._replace(masks=prev_masks), prev.embeddings, prev.ids))
+            prev.index, prev.instances._replace(masks=prev_masks), prev.embeddings, prev.ids,
+            forward))
 
     active = self.memory.active_ids() | {
         (int(c), int(t)) for c, t, v in zip(classes, ids, valid) if v and t >= 0}
