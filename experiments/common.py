@@ -54,6 +54,7 @@ class Setting:
     temporal_backward: §III.E's backward check on memory matches; None = the config's.
     plain_sum: 'hybrid' with the paper's untrained fusion (instance + pixel) instead of the
       fitted conv.
+    temporal_similarity: 'direct' | 'chained' (eq. 8); None = the config's.
   """
   name: str
   variant: str
@@ -64,6 +65,7 @@ class Setting:
   flow_checkpoint: str | None = None
   temporal_backward: bool | None = None
   plain_sum: bool = False
+  temporal_similarity: str | None = None
 
   @property
   def needs_flow(self) -> bool:
@@ -110,6 +112,7 @@ def tracker_for_run(config, models, table) -> TrackerFor:
         categories=table, variant=setting.variant, temporal=setting.temporal,
         mutual_check=setting.mutual_check, temporal_threshold=setting.temporal_threshold,
         temporal_backward=setting.temporal_backward,
+        temporal_similarity=setting.temporal_similarity,
         fusion_params=fusion.init_fusion_params() if setting.plain_sum else None)
   return make
 

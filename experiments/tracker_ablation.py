@@ -10,8 +10,9 @@ r"""The paper's Table I / V: tracker variants with the mutual check and temporal
 Rows (Table V): Instance, Instance + Mutual, Instance + Temporal, Instance + Mutual + Temporal,
 Pixel, Pixel + Temporal, Hybrid, Hybrid + Temporal. As in the paper, the plain instance rows
 toggle the mutual check; pixel and hybrid rows use config.track.mutual_check. Two comparisons
-of ours follow: the hybrid with the paper's plain sum instead of the fitted fusion, and the
-temporal rows with the forward direction only (the others use config.track.temporal_backward). Columns:
+of ours follow: the hybrid with the paper's plain sum instead of the fitted fusion, the
+temporal rows with the forward direction only (the others use config.track.temporal_backward),
+and the hybrid's memory compared through eq. 8's chain instead of directly. Columns:
 VPQ / VPQ_Th / VPQ_St at k = 0, 5, 10, 15, their mean, (STQ with --stq) and FPS.
 Writes <workdir>/experiments/tracker_ablation.md. With --seeds, one run per seed (data and
 training) and <workdir>/experiments/tracker_ablation_seeds.md with mean ± std per row and the
@@ -50,6 +51,8 @@ def settings(mutual_check: bool = True) -> list[common.Setting]:
         mutual_check=mutual_check, temporal_backward=False),
       s('HybridTracker + w/ Temporal (forward only)', 'hybrid', temporal=True,
         mutual_check=mutual_check, temporal_backward=False),
+      s('HybridTracker + w/ Temporal (chained, eq. 8)', 'hybrid', temporal=True,
+        mutual_check=mutual_check, temporal_similarity='chained'),
   ]
 
 
@@ -85,6 +88,7 @@ COMPARISONS = (
     ('HybridTracker + w/ Temporal', 'HybridTracker'),
     ('HybridTracker', 'HybridTracker (plain sum)'),
     ('HybridTracker + w/ Temporal', 'HybridTracker + w/ Temporal (forward only)'),
+    ('HybridTracker + w/ Temporal (chained, eq. 8)', 'HybridTracker + w/ Temporal'),
 )
 
 if __name__ == '__main__':
