@@ -55,6 +55,8 @@ class Setting:
     plain_sum: 'hybrid' with the paper's untrained fusion (instance + pixel) instead of the
       fitted conv.
     temporal_similarity: 'direct' | 'chained' (eq. 8); None = the config's.
+    temporal_backward_flow: the backward check's reverse pixel cue from backward flow (RAFT
+      from frame t to the stored frame); None = the config's.
   """
   name: str
   variant: str
@@ -66,6 +68,7 @@ class Setting:
   temporal_backward: bool | None = None
   plain_sum: bool = False
   temporal_similarity: str | None = None
+  temporal_backward_flow: bool | None = None
 
   @property
   def needs_flow(self) -> bool:
@@ -107,12 +110,21 @@ def tracker_for_run(config, models, table) -> TrackerFor:
   from hybrid_jax.models import fusion
 
   def make(setting: Setting) -> tracker_lib.VideoTracker:
+    backward_flow = (setting.temporal_backward_flow if setting.temporal_backward_flow is not None
+                     else bool(config.track.get('temporal_backward_flow', False)))
+    if backward_flow and setting.own_flow and setting.temporal and setting.needs_flow:
+      raise errors.ConfigError(
+          f'Setting {setting.name!r} sweeps the flow (its own RAFT checkpoint or iterations), '
+          'so backward flow from the run\'s RAFT would not match its forward flow; set '
+          '--config.track.temporal_backward_flow=False for this experiment.')
     return inference.make_tracker(
         config.track, head=models.head, max_instances=config.data.max_instances,
-        categories=table, variant=setting.variant, temporal=setting.temporal,
+        categories=table, flow_model=models.flow, flow_batch=models.frames_per_call,
+        variant=setting.variant, temporal=setting.temporal,
         mutual_check=setting.mutual_check, temporal_threshold=setting.temporal_threshold,
         temporal_backward=setting.temporal_backward,
         temporal_similarity=setting.temporal_similarity,
+        temporal_backward_flow=setting.temporal_backward_flow,
         fusion_params=fusion.init_fusion_params() if setting.plain_sum else None)
   return make
 

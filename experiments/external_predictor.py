@@ -74,7 +74,9 @@ def run(config, workdir: str, pred_dir: str, *, name: str | None = None,
       summary = external_predictions.track_predictions(
           pred_dir, row_dir, variant=variant, temporal=temporal,
           mutual_check=bool(config.track.mutual_check),
-          temporal_backward=bool(config.track.temporal_backward), flow_fn=flow_fn,
+          temporal_backward=bool(config.track.temporal_backward),
+          temporal_backward_flow=bool(config.track.get('temporal_backward_flow', False)),
+          flow_fn=flow_fn,
           images_dir=images, dataset=config.data.categories, track_settings=track,
           progress=sys.stderr.isatty())
     res = evaluate_official(gt_dir, gt_json, row_dir, dataset=config.eval.dataset,

@@ -12,7 +12,9 @@ Pixel, Pixel + Temporal, Hybrid, Hybrid + Temporal. As in the paper, the plain i
 toggle the mutual check; pixel and hybrid rows use config.track.mutual_check. Two comparisons
 of ours follow: the hybrid with the paper's plain sum instead of the fitted fusion, the
 temporal rows with the forward direction only (the others use config.track.temporal_backward),
-and the hybrid's memory compared through eq. 8's chain instead of directly. Columns:
+the hybrid's memory compared through eq. 8's chain instead of directly, and the backward
+check's reverse pixel cue from real backward flow (RAFT from frame t to the stored frame)
+instead of the forward-warped dice read column-wise. Columns:
 VPQ / VPQ_Th / VPQ_St at k = 0, 5, 10, 15, their mean, (STQ with --stq) and FPS.
 Writes <workdir>/experiments/tracker_ablation.md. With --seeds, one run per seed (data and
 training) and <workdir>/experiments/tracker_ablation_seeds.md with mean ± std per row and the
@@ -52,7 +54,10 @@ def settings(mutual_check: bool = True) -> list[common.Setting]:
       s('HybridTracker + w/ Temporal (forward only)', 'hybrid', temporal=True,
         mutual_check=mutual_check, temporal_backward=False),
       s('HybridTracker + w/ Temporal (chained, eq. 8)', 'hybrid', temporal=True,
-        mutual_check=mutual_check, temporal_similarity='chained'),
+        mutual_check=mutual_check, temporal_similarity='chained', temporal_backward_flow=False),
+      s('HybridTracker + w/ Temporal (backward flow)', 'hybrid', temporal=True,
+        mutual_check=mutual_check, temporal_backward=True, temporal_similarity='direct',
+        temporal_backward_flow=True),
   ]
 
 
@@ -89,6 +94,7 @@ COMPARISONS = (
     ('HybridTracker', 'HybridTracker (plain sum)'),
     ('HybridTracker + w/ Temporal', 'HybridTracker + w/ Temporal (forward only)'),
     ('HybridTracker + w/ Temporal (chained, eq. 8)', 'HybridTracker + w/ Temporal'),
+    ('HybridTracker + w/ Temporal (backward flow)', 'HybridTracker + w/ Temporal'),
 )
 
 if __name__ == '__main__':

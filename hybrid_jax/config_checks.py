@@ -155,6 +155,23 @@ def _check_train_crop(config, stage: str) -> None:
     _fail(key, crop, f'the crop must fit in the frame ({d.height}x{d.width}).')
 
 
+def _check_backward_flow(config) -> None:
+  """track.temporal_backward_flow=True: the settings it needs (VideoTracker says why)."""
+  tr = config.track
+  key = 'track.temporal_backward_flow'
+  if tr.get('temporal_backward') is not True:
+    _fail(key, True, 'the reverse pixel cue from backward flow belongs to the backward check; '
+          'set --config.track.temporal_backward=True too, or leave it False.')
+  if tr.get('temporal_similarity', 'direct') == 'chained':
+    _fail(key, True, "cannot go with track.temporal_similarity='chained' (its reverse "
+          "direction is the chain itself).")
+  source = config.flow.source if 'flow' in config else 'raft'
+  if source != 'raft':
+    _fail(key, True, f"needs flow from frame t back to an earlier frame, which only a flow "
+          f"model gives; flow.source={source!r} has forward flow only. Use flow.source='raft' "
+          f"or set --config.track.temporal_backward_flow=False.")
+
+
 def _check_track(config) -> None:
   if 'track' in config:
     tr = config.track
@@ -166,6 +183,8 @@ def _check_track(config) -> None:
     if 'temporal_similarity' in tr:
       from hybrid_jax.tracking import tracker  # noqa: PLC0415 (lazy)
       _choice(tr, 'temporal_similarity', 'track', tracker.TEMPORAL_SIMILARITIES)
+    if tr.get('temporal_backward_flow', False):
+      _check_backward_flow(config)
     for key in ('pool', 'hidden_dim', 'embed_dim', 'frames_per_call', 'feature_dim'):
       if key in tr:
         _at_least(tr, key, 'track', 1)

@@ -145,6 +145,10 @@ def base_config() -> ml_collections.ConfigDict:
   # §III.E's backward direction: a memory match must be confirmed from frame t back to the
   # stored frame (tracking.tracker.backward_confirms).
   c.track.temporal_backward = True
+  # Where the backward check's reverse pixel cue comes from: False reads the forward-warped
+  # dice column-wise (no extra flow); True warps frame t's masks back to the stored frame with
+  # RAFT run from frame t to it (one more flow estimate per memory frame looked up).
+  c.track.temporal_backward_flow = False
   # How a memory frame is compared with frame t: 'direct' (Fig. 7) or 'chained' (eq. 8 read
   # literally: the product of the consecutive frames' associations; tracking.tracker).
   c.track.temporal_similarity = 'direct'

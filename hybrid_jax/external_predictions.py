@@ -109,7 +109,8 @@ class _CompressedMaps(collections.abc.Sequence):
 
 def track_predictions(pred_dir: str, out_dir: str, *, variant: str = 'hybrid',
                       temporal: bool = True, mutual_check: bool = True,
-                      temporal_backward: bool = True, flow_dir: str | None = None, raft: str | None = None, iters: int = 12,
+                      temporal_backward: bool = True, temporal_backward_flow: bool = False,
+                      flow_dir: str | None = None, raft: str | None = None, iters: int = 12,
                       flow_fn: Callable | None = None, images_dir: str | None = None,
                       head: str | None = None, dataset: str = 'cityscapes_vps',
                       max_instances: int | None = None,
@@ -124,6 +125,9 @@ def track_predictions(pred_dir: str, out_dir: str, *, variant: str = 'hybrid',
     temporal: temporal-consistency memory. mutual_check: keep mutual best matches only.
     temporal_backward: a memory match must be confirmed from the current frame back to the
       stored one (`tracking.tracker.backward_confirms`).
+    temporal_backward_flow: that confirmation's pixel cue from backward flow (the current
+      frame's masks warped back to the stored frame); needs `raft` or `flow_fn` (a model runs
+      on any pair of frames), not `flow_dir` (forward flow only).
     flow_dir: folder of ``<image id>.flo``: forward flow to the next frame of the video.
     raft: converted RAFT checkpoint; flow is computed from `images_dir` with `iters` iterations.
     flow_fn: any ``fn(image_prev uint8 [H,W,3], image_cur) -> [H, W, 2]`` (instead of the two).
@@ -161,6 +165,12 @@ def track_predictions(pred_dir: str, out_dir: str, *, variant: str = 'hybrid',
     raise errors.ConfigError(
         f'Variant {variant!r} needs the instance embedding head: add --head WORKDIR/track/final '
         '(written by mode=train_track), or use --variant pixel.')
+  if (temporal_backward_flow and temporal and temporal_backward and needs_flow
+      and flow_dir is not None):
+    raise errors.ConfigError(
+        '--temporal-backward-flow needs flow from the current frame back to an earlier one, '
+        'which --flow-dir (forward flow to the next frame only) cannot give: use --raft CKPT '
+        'with --images DIR, or drop --temporal-backward-flow.')
   needs_images = needs_head or (needs_flow and flow_dir is None)
   if needs_images and images_dir is None:
     why = 'the embedding head' if needs_head else 'RAFT'
@@ -205,9 +215,10 @@ def track_predictions(pred_dir: str, out_dir: str, *, variant: str = 'hybrid',
   slots = int(max_instances) if max_instances is not None else max(index.max_things, 1)
   track_cfg = {**DEFAULT_TRACK, **(track_settings or {}), 'variant': variant,
                'temporal': bool(temporal), 'mutual_check': bool(mutual_check),
-               'temporal_backward': bool(temporal_backward)}
+               'temporal_backward': bool(temporal_backward),
+               'temporal_backward_flow': bool(temporal_backward_flow)}
   tracker = inference.make_tracker(track_cfg, head=bundle, max_instances=slots,
-                                   categories=index.categories)
+                                   categories=index.categories, backward_flow_fn=flow_fn)
 
   bar = console.progress(total=len(all_ids), desc='track', unit='frame', enabled=progress)
   maps = _CompressedMaps()
@@ -243,7 +254,8 @@ def track_predictions(pred_dir: str, out_dir: str, *, variant: str = 'hybrid',
   return {
       'frames': len(all_ids), 'videos': len(index.videos), 'variant': variant,
       'temporal': bool(temporal), 'mutual_check': bool(mutual_check),
-      'temporal_backward': bool(temporal_backward), 'flow': flow_name,
+      'temporal_backward': bool(temporal_backward),
+      'temporal_backward_flow': tracker.backward_flow_fn is not None, 'flow': flow_name,
       'categories_from': index.categories_from, 'max_instances': slots,
       'frames_with_dropped_segments': dropped, 'input_thing_ids': index.input_thing_ids,
       'output_tracks': tracks,

@@ -138,24 +138,44 @@ def iter_chunks(models, frames: np.ndarray, *, with_flow: bool, chunk: int | Non
 # ---------------------------------------------------------------------------------------------
 # Trackers.
 
+def pair_flow_fn(flow_fn: Callable, *, batch: int = CHUNK) -> Callable:
+  """``fn(image_from, image_to) -> float32 [H, W, 2]`` from a batched flow model (any pair,
+  backward too), padded to `batch` pairs so it reuses the program compiled for the forward
+  flows (`FlowBatcher`) instead of compiling one more."""
+  def one(image_from, image_to):
+    out = flow_fn(_pad_batch(np.asarray(image_from)[None], batch),
+                  _pad_batch(np.asarray(image_to)[None], batch))
+    return np.asarray(jax.device_get(out))[0].astype(np.float32, copy=False)
+  return one
+
+
 def make_tracker(track_cfg: Mapping[str, Any], *, head=None, max_instances: int, categories,
-                 fusion_params=None, **overrides) -> tracker_lib.VideoTracker:
+                 fusion_params=None, flow_model: Callable | None = None,
+                 flow_batch: int = CHUNK, backward_flow_fn: Callable | None = None,
+                 **overrides) -> tracker_lib.VideoTracker:
   """The `VideoTracker` of a config's ``track`` block: the one tracker factory.
 
   Args:
     track_cfg: config.track (variant, temporal, mutual_check, threshold, temporal_threshold,
-      memory_frames, matcher, temporal_backward, temporal_similarity), or a dict with those
-      keys (temporal_backward may be absent: off; temporal_similarity: 'direct').
+      memory_frames, matcher, temporal_backward, temporal_similarity, temporal_backward_flow),
+      or a dict with those keys (temporal_backward may be absent: off; temporal_similarity:
+      'direct'; temporal_backward_flow: off).
     head: a `trained_models.Head` (embeddings, dustbin logit, fusion conv); None for 'pixel'.
     max_instances: slots per frame (config.data.max_instances).
     categories: the category table.
     fusion_params: a FusionConv to use instead of the head's (e.g. the plain sum, to compare).
+    flow_model: the batched flow model (`TrainedModels.flow`), for temporal_backward_flow's
+      backward flow (run `flow_batch` pairs per call, as the forward flows); without it that
+      option is a ConfigError.
+    backward_flow_fn: or directly ``fn(image_from, image_to) -> [H, W, 2]`` for it.
     **overrides: values that replace track_cfg's (e.g. a paper table row's variant and
       temporal flag).
   """
   keys = ('variant', 'temporal', 'mutual_check', 'threshold', 'temporal_threshold',
-          'memory_frames', 'matcher', 'temporal_backward', 'temporal_similarity')
-  optional = ('temporal_backward', 'temporal_similarity')  # older configs, plain dicts
+          'memory_frames', 'matcher', 'temporal_backward', 'temporal_similarity',
+          'temporal_backward_flow')
+  optional = ('temporal_backward', 'temporal_similarity',  # older configs, plain dicts
+              'temporal_backward_flow')
   values = {k: track_cfg[k] for k in keys if k in track_cfg or k not in optional}
   unknown = set(overrides) - set(keys)
   if unknown:
@@ -167,7 +187,11 @@ def make_tracker(track_cfg: Mapping[str, Any], *, head=None, max_instances: int,
       embed_fn=None if head is None else head.embed_fn,
       fusion_params=(fusion_params if fusion_params is not None
                      else None if head is None else head.fusion_params),
-      dustbin_logit=None if head is None else head.dustbin_logit, **values)
+      dustbin_logit=None if head is None else head.dustbin_logit,
+      backward_flow_fn=(backward_flow_fn if backward_flow_fn is not None
+                        else None if flow_model is None
+                        or not values.get('temporal_backward_flow')
+                        else pair_flow_fn(flow_model, batch=flow_batch)), **values)
 
 
 def frame_instances(seg: dict, t: int, max_instances: int) -> instances_lib.FrameInstances:

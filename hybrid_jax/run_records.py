@@ -40,7 +40,8 @@ _IGNORED = {'mode', 'input', 'show', 'export', 'distributed', 'train', 'force_st
 # before they existed: a record without one was made with that value, so an older finished
 # stage is not reported as trained with other settings.
 _ABSENT_MEANS = {'track.roi_input': 'image', 'seg.mask_resolution': 'quarter',
-                 'seg.mask_pairs': 32, 'seg.train_crop': [0, 0]}
+                 'seg.mask_pairs': 32, 'seg.train_crop': [0, 0],
+                 'track.temporal_similarity': 'direct', 'track.temporal_backward_flow': False}
 # Data values only the val split depends on: the synthetic generator seeds every clip from
 # (seed, split, index), so more val clips leave the train clips, and so every trained stage,
 # as they are; on the real datasets the value is informational. A finished stage is reused
@@ -49,7 +50,8 @@ _ABSENT_MEANS = {'track.roi_input': 'image', 'seg.mask_resolution': 'quarter',
 _VAL_ONLY = ('data.num_val_clips',)
 # Tracker settings used at tracking time only (not by the track stage's training).
 _TRACKING_ONLY = ('variant', 'temporal', 'mutual_check', 'threshold', 'temporal_threshold',
-                  'memory_frames', 'matcher', 'temporal_backward', 'temporal_similarity')
+                  'memory_frames', 'matcher', 'temporal_backward', 'temporal_similarity',
+                  'temporal_backward_flow')
 
 
 def _flat(tree: Mapping, prefix: str = '') -> dict[str, Any]:
@@ -118,6 +120,12 @@ def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list
     if a != b:
       out.append(f'{key}: {a!r} -> {b!r}')
   return out
+
+
+def same(recorded: Mapping[str, Any] | None, current: Mapping[str, Any]) -> bool:
+  """Whether a stored record (None: none) says the same as `current`; a key the record
+  predates counts as the value it was made with (`_ABSENT_MEANS`)."""
+  return recorded is not None and not differences(recorded, current)
 
 
 def stage_record_path(workdir: str, stage: str) -> str:

@@ -139,8 +139,8 @@ def evaluate(config, workdir: str, *, tracked: dict | None = None) -> list[dict]
   for name, variant in console.progress(names, desc='evaluate', unit='row'):
     pred_dir = tracked[name]['pred_dir']
     eval_path = os.path.join(pred_dir, 'eval.json')
-    if (run_records.read(os.path.join(pred_dir, run_records.RECORD_FILE)) == record
-        and os.path.exists(eval_path)):
+    if (run_records.same(run_records.read(os.path.join(pred_dir, run_records.RECORD_FILE)),
+                         record) and os.path.exists(eval_path)):
       res = run_records.read(eval_path)  # evaluated before an interruption
     else:
       res = evaluate_official(gt_dir, gt_json, pred_dir, dataset=config.eval.dataset,

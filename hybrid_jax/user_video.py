@@ -159,7 +159,8 @@ def load_models(config, workdir: str) -> trained_models.TrainedModels:
 def make_tracker(config, models: trained_models.TrainedModels, table):
   """The VideoTracker of config.track (variant, temporal, mutual_check, thresholds)."""
   return inference.make_tracker(config.track, head=models.head,
-                                max_instances=int(config.data.max_instances), categories=table)
+                                max_instances=int(config.data.max_instances), categories=table,
+                                flow_model=models.flow, flow_batch=models.frames_per_call)
 
 
 def track_frames(models: trained_models.TrainedModels, tracker, frames: np.ndarray, *,

@@ -50,10 +50,12 @@ GT_SUFFIX = ' (GT segments)'
 
 
 
-def make_row_tracker(config, row: TableRow, head, table):
+def make_row_tracker(config, row: TableRow, models, table):
   """The `VideoTracker` of one Table I row (the config's tracker with the row's settings)."""
-  return inference.make_tracker(config.track, head=head, max_instances=config.data.max_instances,
-                                categories=table, variant=row.variant, temporal=row.temporal,
+  return inference.make_tracker(config.track, head=models.head,
+                                max_instances=config.data.max_instances, categories=table,
+                                flow_model=models.flow, flow_batch=models.frames_per_call,
+                                variant=row.variant, temporal=row.temporal,
                                 mutual_check=row.mutual_check)
 
 
@@ -92,12 +94,13 @@ def track_val(config, workdir: str, *,
   pred_root = os.path.join(workdir, 'predictions')
   timing_path = os.path.join(pred_root, 'timing.json')
   record = run_records.relevant(config, 'tracking')
-  if (run_records.read(os.path.join(pred_root, run_records.RECORD_FILE)) == record
+  if (run_records.same(run_records.read(os.path.join(pred_root, run_records.RECORD_FILE)), record)
       and os.path.exists(timing_path)):
     logging.info('The val tracking of this config is done; reusing %s.', pred_root)
     return load_tracked(workdir)
   clip_dir = os.path.join(pred_root, 'clips')
-  if run_records.read(os.path.join(clip_dir, run_records.RECORD_FILE)) != record:
+  if not run_records.same(run_records.read(os.path.join(clip_dir, run_records.RECORD_FILE)),
+                          record):
     shutil.rmtree(clip_dir, ignore_errors=True)  # tracked with other settings
   run_records.write(os.path.join(clip_dir, run_records.RECORD_FILE), record)
   table = categories_lib.get_categories(config.data.categories)
@@ -119,7 +122,7 @@ def track_val(config, workdir: str, *,
     if cached is None:
       if trackers is None:  # the networks are loaded only when a clip needs them
         models = load_models()
-        trackers = {row.name: make_row_tracker(config, row, models.head, table)
+        trackers = {row.name: make_row_tracker(config, row, models, table)
                     for row in TABLE_I_ROWS}
         layout_ids = official_format.layout_video_ids(_clip_video_ids(source))
       cached = _track_clip(config, models, trackers, source[i], table,

@@ -129,3 +129,33 @@ def test_segmenter_trains_on_its_own_crop():
               'labelled': np.ones((3,), bool), 'video_id': f'v{i}'}
   batch = next(iter(seg_stage.data_iterator(c, Source())))
   assert batch['frames'].shape[2:4] == (48, 96)
+
+
+def test_backward_flow_settings_are_checked():
+  c = synthetic.get_config('tiny')
+  c.flow.source = 'raft'
+  c.track.temporal_backward_flow = True
+  config_checks.check_config(c)  # RAFT, the backward check on, direct similarity: accepted
+  c.track.temporal_similarity = 'chained'
+  with pytest.raises(errors.ConfigError, match="'chained'"):
+    config_checks.check_config(c)
+  c.track.temporal_similarity = 'direct'
+  c.track.temporal_backward = False
+  with pytest.raises(errors.ConfigError, match='temporal_backward=True'):
+    config_checks.check_config(c)
+  c.track.temporal_backward = True
+  c.flow.source = 'gt'
+  with pytest.raises(errors.ConfigError, match='forward flow only'):
+    config_checks.check_config(c)
+
+
+def test_tracking_records_from_before_the_newer_track_keys_still_match():
+  from hybrid_jax import run_records
+  c = synthetic.get_config('tiny')
+  rec = run_records.relevant(c, 'tracking')
+  older = {k: v for k, v in rec.items()
+           if k not in ('track.temporal_similarity', 'track.temporal_backward_flow')}
+  assert run_records.same(older, rec)  # written before the keys: 'direct', no backward flow
+  c.track.temporal_backward_flow = True
+  assert not run_records.same(older, run_records.relevant(c, 'tracking'))
+  assert not run_records.same(None, rec)

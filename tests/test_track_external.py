@@ -188,6 +188,11 @@ def test_missing_flow_is_a_clear_error(case, tmp_path, capsys):
                        '--variant', 'pixel'])
   err = capsys.readouterr().err.strip().splitlines()
   assert rc == 2 and len(err) == 1 and err[0].startswith('error: ') and '--flow-dir' in err[0]
+  rc = track_cli.main(['--pred-dir', case['pred'], '--out-dir', str(tmp_path / 'o'),
+                       '--variant', 'pixel', '--flow-dir', case['flow'],
+                       '--temporal-backward-flow'])  # .flo files: forward flow only
+  err = capsys.readouterr().err.strip().splitlines()
+  assert rc == 2 and len(err) == 1 and '--temporal-backward-flow' in err[0] and '--raft' in err[0]
   with pytest.raises(errors.ConfigError, match='--images'):  # RAFT without the frames
     external.track_predictions(case['pred'], str(tmp_path / 'o'), variant='pixel',
                                raft=str(tmp_path), progress=False)
@@ -301,3 +306,16 @@ def test_hybrid_with_trained_head_layout(case, tmp_path):
   assert s['dustbin_logit'] is None and s['fusion'] == 'plain sum'
   # An untrained head adds ~1/n everywhere; the plain-sum fusion keeps the pixel evidence.
   _assert_consistent(_ids_at(out, case['videos']))
+
+
+def test_backward_flow_comes_from_the_flow_function(case, tmp_path):
+  def flow_fn(a, b):
+    return np.zeros(a.shape[:2] + (2,), np.float32)
+
+  s = external.track_predictions(case['pred'], str(tmp_path / 'o'), variant='pixel',
+                                 flow_fn=flow_fn, images_dir=case['img'],
+                                 temporal_backward_flow=True, progress=False)
+  assert s['temporal_backward_flow'] is True and s['flow'] == 'flow_fn'
+  s = external.track_predictions(case['pred'], str(tmp_path / 'p'), variant='pixel',
+                                 flow_fn=flow_fn, images_dir=case['img'], progress=False)
+  assert s['temporal_backward_flow'] is False

@@ -363,3 +363,76 @@ def test_temporal_similarity_is_checked():
   from hybrid_jax import config_checks
   with pytest.raises(errors.ConfigError, match='track.temporal_similarity'):
     config_checks.check_config(c)
+
+
+# ---------------------------------------------------------------------------------------------
+# The backward check's reverse pixel cue from real backward flow (track.temporal_backward_flow).
+
+def _gap_scene(backward_flow_fn=None, *, flow_source=None, backward_flow=True, **kw):
+  """Frame 0: A at the top left; frame 1: nothing; frame 2: C where A was (zero forward flow,
+  so the memory's forward dice is 1). Returns (frame 2's id of C, A's id)."""
+  if flow_source is None:
+    flow_source = np.zeros((2, H, W, 2), np.float32)
+  tracker = tracker_lib.VideoTracker('pixel', temporal=True, temporal_backward=True,
+                                     temporal_backward_flow=backward_flow, max_instances=4,
+                                     flow_source=flow_source, backward_flow_fn=backward_flow_fn,
+                                     **kw)
+  one = instances_lib.from_arrays(_box(0, 0, 4, 4)[None], np.array([13]), max_instances=4)
+  ids = [tracker.update(np.full((H, W, 3), t, np.uint8), inst).ids[0]
+         for t, inst in enumerate([one, instances_lib.empty(4, H, W), one])]
+  return int(ids[2]), int(ids[0])
+
+
+def test_backward_flow_rejects_a_memory_match_the_backward_warp_does_not_confirm():
+  calls = []
+
+  def moves_away(image_from, image_to):  # frame t's C lands 8 px right of where A was
+    calls.append((int(image_from[0, 0, 0]), int(image_to[0, 0, 0])))
+    return np.tile(np.array([8.0, 0.0], np.float32), (H, W, 1))
+
+  c, a = _gap_scene(moves_away)
+  assert c != a and calls == [(2, 0)]  # flow from frame 2 back to the stored frame 0
+  # The forward-warped dice read column-wise (the default reading) confirms the same match.
+  assert _gap_scene(backward_flow=False) == (a, a)
+
+
+def test_backward_flow_accepts_a_consistent_match_and_a_flow_model_gives_it():
+  still = lambda a, b: np.zeros((H, W, 2), np.float32)  # noqa: E731
+  c, a = _gap_scene(still)
+  assert c == a
+  # A flow model as the flow source (`CallableFlowSource`) gives the backward flow itself.
+  c, a = _gap_scene(flow_source=still)
+  assert c == a
+
+
+def test_backward_flow_needs_a_flow_model_and_the_direct_similarity():
+  with pytest.raises(errors.ConfigError, match='temporal_backward_flow') as e:
+    _gap_scene()  # precomputed forward flows only
+  assert 'forward flow only' in str(e.value) and 'ArrayFlowSource' in str(e.value)
+  with pytest.raises(errors.ConfigError, match="'chained'"):
+    _gap_scene(lambda a, b: np.zeros((H, W, 2), np.float32), temporal_similarity='chained')
+
+
+def test_make_tracker_runs_backward_flow_through_the_batched_flow_model():
+  from hybrid_jax import inference
+  shapes = []
+
+  def flow_model(frames_a, frames_b):  # a batched model, as TrainedModels.flow
+    shapes.append(frames_a.shape)
+    out = np.zeros(frames_a.shape[:3] + (2,), np.float32)
+    out[..., 0] = 8.0 * (frames_a[:, :1, :1, 0] == 2)  # only the pair starting at frame 2 moves
+    return out
+
+  cfg = dict(variant='pixel', temporal=True, mutual_check=True, threshold=1e-5,
+             temporal_threshold=0.01, memory_frames=5, matcher='greedy',
+             temporal_backward=True, temporal_backward_flow=True)
+  tracker = inference.make_tracker(cfg, max_instances=4, categories=None,
+                                   flow_model=flow_model, flow_batch=3)
+  one = instances_lib.from_arrays(_box(0, 0, 4, 4)[None], np.array([13]), max_instances=4)
+  ids = [tracker.update(np.full((H, W, 3), t, np.uint8), inst,
+                        flow=np.zeros((H, W, 2), np.float32)).ids[0]
+         for t, inst in enumerate([one, instances_lib.empty(4, H, W), one])]
+  assert ids[2] != ids[0] and shapes == [(3, H, W, 3)]  # padded to the compiled batch
+  cfg['temporal_backward_flow'] = False
+  assert inference.make_tracker(cfg, max_instances=4, categories=None,
+                                flow_model=flow_model).backward_flow_fn is None

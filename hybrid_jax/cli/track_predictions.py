@@ -3,7 +3,7 @@
   python -m hybrid_jax.cli.track_predictions --pred-dir IN --out-dir OUT [--images DIR] \
       [--flow-dir DIR | --raft CKPT] [--variant pixel|instance|hybrid] \
       [--temporal/--no-temporal] [--temporal-backward/--no-temporal-backward] \
-      [--mutual-check/--no-mutual-check] \
+      [--temporal-backward-flow] [--mutual-check/--no-mutual-check] \
       [--dataset cityscapes_vps|viper|synthetic] [--head CKPT] [--max-instances N] [--iters N]
 
 IN holds pred.json + pan_pred/<image id>.png with per-frame segment ids (the official
@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--temporal-backward', action=argparse.BooleanOptionalAction, default=True,
                  help='memory matches must be confirmed from the current frame back to the '
                       'stored one (default on)')
+  p.add_argument('--temporal-backward-flow', action=argparse.BooleanOptionalAction,
+                 default=False,
+                 help='that confirmation warps the current frame\'s masks back to the stored '
+                      'frame with backward flow (needs --raft; default off: the forward-warped '
+                      'dice read column-wise)')
   p.add_argument('--mutual-check', action=argparse.BooleanOptionalAction, default=True,
                  help='keep mutual best matches only (default on)')
   p.add_argument('--dataset', default='cityscapes_vps',
@@ -63,6 +68,7 @@ def main(argv=None) -> int:
     summary = external.track_predictions(
         args.pred_dir, args.out_dir, variant=args.variant, temporal=args.temporal,
         mutual_check=args.mutual_check, temporal_backward=args.temporal_backward,
+        temporal_backward_flow=args.temporal_backward_flow,
         flow_dir=args.flow_dir, raft=args.raft,
         iters=args.iters, images_dir=args.images, head=args.head, dataset=args.dataset,
         max_instances=args.max_instances, progress=not args.quiet)

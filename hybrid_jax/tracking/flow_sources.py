@@ -68,6 +68,10 @@ class CallableFlowSource:
   def flow(self, index_prev, index_cur, image_prev, image_cur):
     return np.asarray(self.fn(image_prev, image_cur), np.float32)
 
+  def between(self, image_from, image_to) -> np.ndarray:
+    """Flow from any frame to any other (a flow model runs on any pair, backward too)."""
+    return np.asarray(self.fn(image_from, image_to), np.float32)
+
 
 class FloFileSource:
   """Consecutive flows from files: ``paths[k]`` holds the flow from frame k to k+1."""
@@ -85,6 +89,14 @@ class FloFileSource:
     for k in range(index_prev + 1, index_cur):
       out = compose_flows(out, jnp.asarray(self.reader(self.paths[k])))
     return np.asarray(out)
+
+
+def pair_flow_fn(source) -> Callable | None:
+  """``fn(image_from, image_to) -> flow [H, W, 2]`` for any pair of frames, backward included,
+  when `source` can give it (a flow model: `CallableFlowSource`, or any object with a
+  ``between`` method); None for forward-only sources (precomputed consecutive flows, .flo
+  files, ground truth)."""
+  return getattr(source, 'between', None)
 
 
 def as_flow_source(source) -> FlowSource | None:

@@ -36,12 +36,17 @@ class MemoryEntry(NamedTuple):
     forward: float [N, N] the association of this frame with the next one as a probability
       (`tracker.association_probability`), kept for Eq. 8's chained similarity; None when the
       tracker compares memory directly.
+    image: the frame itself and `own_masks` bool [N, H, W] its masks where they were (not
+      warped): kept only when the backward check warps frame t's masks back to this frame
+      with backward flow (`VideoTracker(temporal_backward_flow=True)`); else None.
   """
   frame_index: int
   instances: FrameInstances
   embeddings: Optional[np.ndarray]
   ids: np.ndarray
   forward: Optional[np.ndarray] = None
+  image: Optional[object] = None
+  own_masks: Optional[np.ndarray] = None
 
 
 class TrackMemory:

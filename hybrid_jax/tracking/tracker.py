@@ -150,7 +150,15 @@ class VideoTracker:
       cycle check, the one form that needs no future frame. The reverse instance cue is p(i|j),
       the softmax over the stored frame's instances; the reverse pixel cue is the dice of the
       same flow-warped masks (dice is symmetric, so the pixel cue's reverse adds only the
-      column-wise arg-max), hence no backward flow is needed.
+      column-wise arg-max), hence no backward flow is needed. The other reading is
+      `temporal_backward_flow`.
+    temporal_backward_flow: the reverse pixel cue of the backward check from real backward
+      flow: frame t's masks are warped back to the stored frame with the flow from frame t to
+      that frame (`backward_flow_fn`, or the flow source when it is a flow model) and compared
+      (dice) with the stored frame's own masks. Costs one flow estimate per memory frame
+      looked up. Needs a flow model: precomputed forward flows, .flo files and ground truth
+      cannot give it (ConfigError); not with temporal_similarity='chained' (its reverse is the
+      chain itself). Only the pixel and hybrid variants have a pixel cue to change.
     temporal_similarity: how a memory frame is compared with frame t (§III.E, eq. 8).
       'direct' (default): the tracker's association between the two frames, as Fig. 7 shows
       it (the instance may be missing in between, which breaks any chain through the middle
@@ -171,6 +179,8 @@ class VideoTracker:
       trained with no_match='dustbin'; adds the "no counterpart" column to the instance
       softmax. Without it p(j|i) >= ~1/n, so the 1e-5 and θ thresholds never reject an
       instance-tracker match (the paper's rule; the pixel part does reject: dice 0).
+    backward_flow_fn: ``fn(image_from, image_to) -> flow [H, W, 2]`` for
+      `temporal_backward_flow` (default: the flow source's, when it is a flow model).
   """
 
   def __init__(self, variant: str = 'hybrid', *, temporal: bool = True,
@@ -178,8 +188,9 @@ class VideoTracker:
                temporal_threshold: float = 0.01, memory_frames: int = 5,
                temporal_backward: bool = False, max_instances: int = 32, matcher: str = 'greedy',
                same_class: bool = True, temporal_similarity: str = 'direct',
+               temporal_backward_flow: bool = False,
                embed_fn: Callable | None = None, flow_source=None, fusion_params=None,
-               categories=None, dustbin_logit=None):
+               categories=None, dustbin_logit=None, backward_flow_fn: Callable | None = None):
     if variant not in VARIANTS:
       raise errors.ConfigError(f'Unknown tracker variant {variant!r}; choose one of {VARIANTS}.')
     if variant in ('instance', 'hybrid') and embed_fn is None:
@@ -209,6 +220,26 @@ class VideoTracker:
     self.categories = categories
     self.dustbin_logit = None if dustbin_logit is None else float(dustbin_logit)
     self.memory = memory_lib.TrackMemory(memory_frames if temporal else 0)
+    # The backward check's reverse pixel cue from backward flow: only where it changes a result.
+    self.backward_flow_fn = None
+    if (temporal_backward_flow and self.temporal and self.temporal_backward
+        and self.memory.max_frames > 0 and self._needs_flow):
+      if temporal_similarity == 'chained':
+        raise errors.ConfigError(
+            "track.temporal_backward_flow=True cannot go with track.temporal_similarity="
+            "'chained': the chained similarity's reverse direction is the chain itself. Use "
+            "temporal_similarity='direct' or temporal_backward_flow=False.")
+      self.backward_flow_fn = backward_flow_fn or flow_sources.pair_flow_fn(self.flow_source)
+      if self.backward_flow_fn is None:
+        source = ('flows passed to update()' if self.flow_source is None
+                  else type(self.flow_source).__name__)
+        raise errors.ConfigError(
+            f'track.temporal_backward_flow=True needs flow from frame t back to an earlier '
+            f'frame, which only a flow model (RAFT) can give; this tracker\'s flow source '
+            f'({source}: precomputed forward flow, .flo files or ground truth) has forward flow '
+            f'only. Give a flow model (flow.source=raft; --raft on the command line) or set '
+            f'--config.track.temporal_backward_flow=False (the reverse pixel cue then reads '
+            f'the forward-warped dice column-wise).')
     self.reset()
 
   def reset(self) -> None:
@@ -349,7 +380,9 @@ class VideoTracker:
             mem_score = self._scores(entry.embeddings, emb, masks_mem, mem, inst)
           match = self._match(mem_score, allowed, self.temporal_threshold)
           if self.temporal_backward:
-            if not chained:
+            if self.backward_flow_fn is not None:
+              reverse = self._reverse_by_backward_flow(image, inst, emb, entry)
+            elif not chained:
               rev_masks = jnp.asarray(inst.masks) if self._needs_flow else None
               reverse = self._scores(emb, entry.embeddings, rev_masks, inst, mem,
                                      masks_b=masks_mem)
@@ -361,9 +394,11 @@ class VideoTracker:
       if self.memory.max_frames > 0:
         prev_masks = (np.asarray(warped_prev) if warped_prev is not None
                       else np.asarray(prev.instances.masks))
+        keep_own = self.backward_flow_fn is not None
         self.memory.push(memory_lib.MemoryEntry(
             prev.index, prev.instances._replace(masks=prev_masks), prev.embeddings, prev.ids,
-            forward))
+            forward, image=prev.image if keep_own else None,
+            own_masks=np.asarray(prev.instances.masks) if keep_own else None))
 
     active = self.memory.active_ids() | {
         (int(c), int(t)) for c, t, v in zip(classes, ids, valid) if v and t >= 0}
@@ -373,6 +408,16 @@ class VideoTracker:
 
     self._prev = _Frame(index, image, inst, emb, ids)
     return TrackResult(ids, self._paint(inst, ids, panoptic), inst)
+
+  def _reverse_by_backward_flow(self, image, inst: FrameInstances, emb,
+                                entry: memory_lib.MemoryEntry) -> np.ndarray:
+    """The association frame t -> stored frame [N, M] with the pixel cue from backward flow:
+    frame t's masks warped to the stored frame, dice against the stored frame's own masks."""
+    flow = self.backward_flow_fn(image, entry.image)
+    pixel.check_flow_shape(np.shape(flow), inst.hw)
+    back = pixel.warp_masks(jnp.asarray(inst.masks), jnp.asarray(flow, jnp.float32))
+    return self._scores(emb, entry.embeddings, back, inst, entry.instances,
+                        masks_b=jnp.asarray(entry.own_masks))
 
   def _paint(self, inst: FrameInstances, ids, panoptic) -> np.ndarray:
     """Panoptic map: stuff from `panoptic` (if given), thing pixels from the tracked masks."""
