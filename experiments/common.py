@@ -398,6 +398,7 @@ def run_experiment(config, workdir: str, *, name: str,
   oracle cue).
   """
   from hybrid_jax import config_checks
+  from hybrid_jax import run_records
   from hybrid_jax import train
   from hybrid_jax import workdirs
   from hybrid_jax.data import categories as categories_lib
@@ -406,6 +407,9 @@ def run_experiment(config, workdir: str, *, name: str,
   workdir = workdirs.ensure_writable_dir(workdir)
   data_dir = workdirs.data_dir(config, workdir)
   with workdirs.locked(workdir):
+    # As `train.run`: a finished stage trained with other settings is an error naming them
+    # (or is trained again with --config.force_stages), never silently reused.
+    run_records.check_stages(config, workdir)
     datasets.prepare(config, data_dir)
     models = train.train_stages(config, workdir)
   table = categories_lib.get_categories(config.data.categories)

@@ -214,6 +214,18 @@ def test_tracker_ablation_command_on_a_trained_run(tiny_run, tmp_path):
   assert 'already trained' in open(os.path.join(tiny_run, 'logs', 'hybrid_jax.INFO')).read()
 
 
+def test_an_experiment_does_not_reuse_a_stage_trained_with_other_settings(tiny_run):
+  from configs import synthetic as synthetic_config
+  config = synthetic_config.get_config('tiny')
+  config.track.fusion_objective = 'likelihood'  # the run's fusion was fitted by decisions
+  with pytest.raises(errors.ConfigError, match='force_stages=track') as e:
+    common.run_experiment(config, tiny_run, name=tracker_ablation.NAME,
+                          build_settings=lambda c: tracker_ablation.settings(),
+                          to_markdown=tracker_ablation.markdown, max_clips=1)
+  assert "track.fusion_objective: 'decisions' -> 'likelihood'" in str(e.value)
+  assert os.path.isdir(os.path.join(tiny_run, 'track', 'fusion'))  # nothing removed
+
+
 def _row(name, all_, things, stuff=50.0):
   final = {'all': {'pq': all_}, 'things': {'pq': things}, 'stuff': {'pq': stuff}}
   return {'name': name, 'results': {'vpq': {'final': final}}}
