@@ -195,6 +195,12 @@ def _check_track(config) -> None:
     for key in ('fusion_segments', 'head_segments'):
       if key in tr:
         _choice(tr, key, 'track', ('predicted', 'gt'))
+    if 'fusion_objective' in tr:
+      from hybrid_jax.training import fusion_fit  # noqa: PLC0415 (lazy)
+      _choice(tr, 'fusion_objective', 'track', fusion_fit.OBJECTIVES)
+    if 'fusion_targets' in tr:
+      from hybrid_jax.training import fusion_data  # noqa: PLC0415 (lazy)
+      _choice(tr, 'fusion_targets', 'track', fusion_data.TARGETS)
     if 'canvas' in tr:
       canvas = tuple(tr.canvas)
       if (len(canvas) != 2 or not all(isinstance(v, int) and v >= 1 for v in canvas)

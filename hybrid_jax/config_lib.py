@@ -178,14 +178,20 @@ def base_config() -> ml_collections.ConfigDict:
   # it p(j|i) >= 1/n, so the instance tracker's thresholds can never reject a match.
   c.track.no_match = 'dustbin'
   # The fusion conv is fitted on train clips the head does not see (half fit, half held out),
-  # on the segmenter's 'predicted' instances as at test time (the paper configs), or on 'gt'
-  # segments. The demo fits on 'gt': its CPU-trained segmenter finds one thing in five, so the
-  # held-out clips give ~100 predicted rows with a ground-truth answer, mostly large cars, and
-  # a fit on them demands dice > 0.6 for any match (measured on the demo, seed 0, 2026-12-02:
-  # hybrid VPQ_Th on val 14.6 fitted on predictions vs 16.1 on ground truth; on ground-truth
-  # segments 70.1 vs 89.9).
+  # on the segmenter's 'predicted' instances as at test time, or on 'gt' segments.
+  # fusion_targets: how a predicted instance gets its object ('ownership': the object holding
+  # most of its pixels, so an object's fragments keep its identity; 'iou': IoU > 0.5, the
+  # head's targets). fusion_objective: 'decisions' (the rows the tracker's own rule decides
+  # right, over a grid) or 'likelihood' (Newton on the rule's softmax likelihood); see
+  # training/fusion_fit.py. Measured on the demo's 3 seeds, 40 val clips (benchmarks/
+  # RESULTS.md, "The fusion's objective"): the likelihood fit on 'gt' segments puts the
+  # "no match" boundary at dice ~0.12 and loses the links the pixel tracker keeps through
+  # fragments and small persons (hybrid VPQ_Th 0.12 below pixel); the decision fit on
+  # predicted segments with ownership targets keeps them.
   c.track.fusion_holdout_clips = 6
-  c.track.fusion_segments = 'gt'
+  c.track.fusion_segments = 'predicted'
+  c.track.fusion_targets = 'ownership'
+  c.track.fusion_objective = 'decisions'
   # What the embedding head learns on: 'gt' instances, or the frozen segmenter's 'predicted'
   # ones (each given the ground-truth segment it overlaps with IoU > 0.5; the others are rows
   # without a counterpart), as the paper fine-tunes the tracker (§IV; the paper configs).

@@ -41,7 +41,8 @@ _IGNORED = {'mode', 'input', 'show', 'export', 'distributed', 'train', 'force_st
 # stage is not reported as trained with other settings.
 _ABSENT_MEANS = {'track.roi_input': 'image', 'seg.mask_resolution': 'quarter',
                  'seg.mask_pairs': 32, 'seg.train_crop': [0, 0],
-                 'track.temporal_similarity': 'direct', 'track.temporal_backward_flow': False}
+                 'track.temporal_similarity': 'direct', 'track.temporal_backward_flow': False,
+                 'track.fusion_objective': 'likelihood', 'track.fusion_targets': 'iou'}
 # Data values only the val split depends on: the synthetic generator seeds every clip from
 # (seed, split, index), so more val clips leave the train clips, and so every trained stage,
 # as they are; on the real datasets the value is informational. A finished stage is reused

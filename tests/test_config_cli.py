@@ -53,6 +53,8 @@ def test_config_is_locked():
     ('seg.train_crop', (64, 4096), 'fit in the frame'),
     ('seg.mask_resolution', 'half', 'seg.mask_resolution'),
     ('seg.mask_pairs', 0, 'seg.mask_pairs'),
+    ('track.fusion_objective', 'newton', 'track.fusion_objective'),
+    ('track.fusion_targets', 'overlap', 'track.fusion_targets'),
 ])
 def test_out_of_range_values_raise_config_error(key, value, needle):
   c = synthetic.get_config('tiny')

@@ -169,6 +169,7 @@ def test_bad_roi_input_is_a_config_error():
 def test_an_older_track_record_without_roi_input_still_fits():
   from hybrid_jax import run_records
   c = synthetic.get_config('tiny')
+  c.track.fusion_segments = 'gt'  # the fusion alone would bring in the segmenter's record
   rec = run_records.relevant(c, 'track')
   assert 'track.feature_dim' not in rec                   # an image head has no projection
   assert not any(k.startswith('seg.') for k in rec)

@@ -3,7 +3,8 @@
 1. The embedding head learns on ground-truth frame pairs (t - delta, t), delta sampled, with
    the differentiable matching layer (or the contrastive / triplet loss of the paper's Fig. 5,
    `config.track.loss`), on the train clips minus the last `track.fusion_holdout_clips`.
-2. The 1x1 fusion conv is then fitted (Newton's method on the likelihood of the matching rule,
+2. The 1x1 fusion conv is then fitted (the likelihood of the matching rule by Newton's method,
+   or the rows the rule decides right by a grid search: track.fusion_objective,
    `training.fusion_fit`) on the
    held-out clips, on the segmenter's predicted instances (`track.fusion_segments`, or
    ground truth) and the run's flow, as the tracker will see them (`training.fusion_data`);
@@ -261,6 +262,11 @@ def feature_fn_for(config, workdir: str) -> Callable | None:
   return lambda frames: fn(seg_vars, np.asarray(frames))
 
 
+def fusion_targets(config) -> str:
+  """track.fusion_targets ('iou' in configs that predate it)."""
+  return str(config.track.get('fusion_targets', 'iou'))
+
+
 def fit_fusion(config, workdir, source, table, model, head_params, dustbin, *, flow_fn=None,
                segment=None, feature_fn=None):
   """Fits (or loads) the 1x1 fusion conv on held-out train clips (`fusion_split`)."""
@@ -275,27 +281,36 @@ def fit_fusion(config, workdir, source, table, model, head_params, dustbin, *, f
                 dustbin_logit=dustbin,
                 table=table, max_instances=int(config.data.max_instances),
                 labels_on_every_frame=datasets.labels_on_every_frame(config), segment=segment,
-                flow_fn=flow_fn)
+                flow_fn=flow_fn, targets=fusion_targets(config))
   fit = fusion_data.pair_matrices([source[i] for i in fit_clips], **kwargs)
   held = fusion_data.pair_matrices([source[i] for i in eval_clips], **kwargs)
-  params, losses = fusion_fit.fit_fusion(fit.inst, fit.pix, fit.target, fit.allowed)
+  rule = dict(threshold=float(config.track.threshold),
+              mutual_check=bool(config.track.mutual_check), matcher=str(config.track.matcher))
+  objective = config.track.get('fusion_objective', 'likelihood')
+  report = {'segments': 'gt' if segment is None else 'predicted',
+            'targets': kwargs['targets'] if segment is not None else 'gt ids',
+            'objective': objective, 'fit_pairs': fit.num_pairs, 'held_out_pairs': held.num_pairs}
+  if objective == 'decisions':
+    params, surface = fusion_fit.fit_fusion_decisions(fit.inst, fit.pix, fit.target,
+                                                      fit.allowed, **rule)
+    report['fit_row_accuracy'] = float(surface.max())
+  else:
+    params, losses = fusion_fit.fit_fusion(fit.inst, fit.pix, fit.target, fit.allowed)
+    report.update(newton_steps=len(losses) - 1, loss_first=losses[0], loss_last=losses[-1])
   plain = fusion_lib.init_fusion_params()
-  report = {
-      'segments': 'gt' if segment is None else 'predicted', 'fit_pairs': fit.num_pairs,
-      'held_out_pairs': held.num_pairs, 'newton_steps': len(losses) - 1,
+  report.update({
       'weights': {'instance': float(params['conv']['kernel'].ravel()[0]),
                   'pixel': float(params['conv']['kernel'].ravel()[1]),
                   'bias': float(params['conv']['bias'].ravel()[0])},
-      'loss_first': losses[0], 'loss_last': losses[-1],
       'held_out_loss': fusion_fit.held_out_loss(params, held.inst, held.pix, held.target,
                                                 held.allowed),
       'held_out_loss_plain_sum': fusion_fit.held_out_loss(plain, held.inst, held.pix,
                                                           held.target, held.allowed),
       'held_out_row_accuracy': fusion_fit.row_decision_accuracy(
-          params, held.inst, held.pix, held.target, held.allowed),
+          params, held.inst, held.pix, held.target, held.allowed, **rule),
       'held_out_row_accuracy_plain_sum': fusion_fit.row_decision_accuracy(
-          plain, held.inst, held.pix, held.target, held.allowed),
-  }
+          plain, held.inst, held.pix, held.target, held.allowed, **rule),
+  })
   if not fit.allowed.any():
     logging.warning('[track] the held-out clips give no pair of %s instances to fit the fusion '
                     'on (the segmenter finds none?); it stays the plain sum.',
