@@ -143,7 +143,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.track.temporal_threshold = 0.01
   c.track.memory_frames = 5
   # §III.E's backward direction: a memory match must be confirmed from frame t back to the
-  # stored frame (tracking.tracker.backward_confirms).
+  # stored frame (tracking.temporal_consistency.backward_confirms).
   c.track.temporal_backward = True
   # Where the backward check's reverse pixel cue comes from: False reads the forward-warped
   # dice column-wise (no extra flow); True warps frame t's masks back to the stored frame with

@@ -124,7 +124,7 @@ def track_predictions(pred_dir: str, out_dir: str, *, variant: str = 'hybrid',
     variant: 'pixel' | 'instance' | 'hybrid' (the tracker's association).
     temporal: temporal-consistency memory. mutual_check: keep mutual best matches only.
     temporal_backward: a memory match must be confirmed from the current frame back to the
-      stored one (`tracking.tracker.backward_confirms`).
+      stored one (`tracking.temporal_consistency.backward_confirms`).
     temporal_backward_flow: that confirmation's pixel cue from backward flow (the current
       frame's masks warped back to the stored frame); needs `raft` or `flow_fn` (a model runs
       on any pair of frames), not `flow_dir` (forward flow only).

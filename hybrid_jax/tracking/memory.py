@@ -34,7 +34,7 @@ class MemoryEntry(NamedTuple):
     embeddings: float32 [N, D] or None (pixel-only tracker).
     ids: int32 [N] track ids (-1 for padding slots).
     forward: float [N, N] the association of this frame with the next one as a probability
-      (`tracker.association_probability`), kept for Eq. 8's chained similarity; None when the
+      (`temporal_consistency.association_probability`), kept for Eq. 8's chained similarity; None when the
       tracker compares memory directly.
     image: the frame itself and `own_masks` bool [N, H, W] its masks where they were (not
       warped): kept only when the backward check warps frame t's masks back to this frame

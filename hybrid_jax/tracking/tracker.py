@@ -36,8 +36,13 @@ from hybrid_jax.tracking import instance as instance_assoc
 from hybrid_jax.tracking import pixel
 from hybrid_jax.tracking import frame_instances as instances_lib
 from hybrid_jax.tracking import matching
+from hybrid_jax.tracking import temporal_consistency as temporal_lib
 from hybrid_jax.tracking import memory as memory_lib
 from hybrid_jax.tracking.frame_instances import FrameInstances
+# §III.E's helpers, also importable from here.
+from hybrid_jax.tracking.temporal_consistency import TEMPORAL_SIMILARITIES  # noqa: F401
+from hybrid_jax.tracking.temporal_consistency import association_probability
+from hybrid_jax.tracking.temporal_consistency import backward_confirms  # noqa: F401
 
 VARIANTS = ('instance', 'pixel', 'hybrid')
 
@@ -79,47 +84,6 @@ def association_scores(fusion_params, emb_prev, emb_cur, masks_prev, masks_cur, 
   if variant == 'pixel':
     return pix
   return _fuse(fusion_params, inst, pix)
-
-
-def backward_confirms(match, reverse, allowed_reverse, threshold: float) -> np.ndarray:
-  """The forward matches that the reverse association confirms (a cycle check).
-
-  Args:
-    match: int [M] forward matches, stored instance i -> column j of frame t, or -1.
-    reverse: float [N, M] the association from frame t (rows) back to the stored frame.
-    allowed_reverse: bool [N, M] entries that may match (the forward `allowed`, transposed).
-    threshold: θ, the reverse score has to reach it too.
-
-  Returns:
-    int32 [M]: `match` with -1 where the reverse arg-max of column j is not i or below θ.
-  """
-  out = np.asarray(match, np.int32).copy()
-  rev = np.where(allowed_reverse, np.asarray(reverse), -np.inf)
-  for i in np.flatnonzero(out >= 0):
-    j = out[i]
-    if int(np.argmax(rev[j])) != i or rev[j, i] < threshold:
-      out[i] = -1
-  return out
-
-
-TEMPORAL_SIMILARITIES = ('direct', 'chained')
-
-
-def association_probability(score, allowed, variant: str) -> np.ndarray:
-  """A variant's m×n association as the factor Eq. 8 multiplies: float [M, N] in [0, 1].
-
-  'instance': p(j|i) itself; 'pixel': the dice (a similarity in [0, 1], not a distribution);
-  'hybrid': the fused logits read as the matching rule the fusion is fitted to
-  (`losses.fusion`): a softmax over the row's allowed entries and a "no match" option at 0.
-  Entries that may not match are 0.
-  """
-  score = np.asarray(score, np.float64)
-  allowed = np.asarray(allowed, bool)
-  if variant != 'hybrid':
-    return np.where(allowed, np.clip(score, 0.0, 1.0), 0.0)
-  top = np.maximum(np.max(np.where(allowed, score, -np.inf), axis=1, keepdims=True), 0.0)
-  e = np.where(allowed, np.exp(score - top), 0.0)
-  return e / (e.sum(axis=1, keepdims=True) + np.exp(-top))
 
 
 class _Frame(NamedTuple):
@@ -223,7 +187,7 @@ class VideoTracker:
     # The backward check's reverse pixel cue from backward flow: only where it changes a result.
     self.backward_flow_fn = None
     if (temporal_backward_flow and self.temporal and self.temporal_backward
-        and self.memory.max_frames > 0 and self._needs_flow):
+        and self.memory.max_frames > 0 and self.needs_flow):
       if temporal_similarity == 'chained':
         raise errors.ConfigError(
             "track.temporal_backward_flow=True cannot go with track.temporal_similarity="
@@ -253,11 +217,11 @@ class VideoTracker:
   # ------------------------------------------------------------------------------------------
 
   @property
-  def _needs_flow(self) -> bool:
+  def needs_flow(self) -> bool:
     return self.variant in ('pixel', 'hybrid')
 
   @property
-  def _needs_embed(self) -> bool:
+  def needs_embed(self) -> bool:
     return self.variant in ('instance', 'hybrid')
 
   def _new_id(self, cls: int, active: set) -> int:
@@ -276,27 +240,27 @@ class VideoTracker:
       return cand
     raise errors.FormatError(f'Category {cls} has {limit} live tracks; no track id is left.')
 
-  def _allowed(self, a: FrameInstances, b: FrameInstances) -> np.ndarray:
+  def allowed_pairs(self, a: FrameInstances, b: FrameInstances) -> np.ndarray:
     allowed = np.asarray(a.valid)[:, None] & np.asarray(b.valid)[None, :]
     if self.same_class:
       allowed &= np.asarray(a.classes)[:, None] == np.asarray(b.classes)[None, :]
     return allowed
 
-  def _scores(self, emb_a, emb_b, masks_a, a: FrameInstances, b: FrameInstances, *,
+  def pair_scores(self, emb_a, emb_b, masks_a, a: FrameInstances, b: FrameInstances, *,
               masks_b=None):
     """Scores of a's instances (rows; masks `masks_a`, already in b's frame) against b's
     (columns; masks `masks_b`, default b's own)."""
-    if masks_b is None and self._needs_flow:
+    if masks_b is None and self.needs_flow:
       masks_b = jnp.asarray(b.masks)
     return np.asarray(association_scores(
         self.fusion_params, None if emb_a is None else jnp.asarray(emb_a),
         None if emb_b is None else jnp.asarray(emb_b),
         None if masks_a is None else jnp.asarray(masks_a),
-        masks_b if self._needs_flow else None,
+        masks_b if self.needs_flow else None,
         jnp.asarray(a.valid), jnp.asarray(b.valid), variant=self.variant,
         dustbin_logit=self.dustbin_logit))
 
-  def _match(self, score, allowed, threshold):
+  def match(self, score, allowed, threshold):
     match = self.matcher(score, allowed=allowed, threshold=threshold,
                          mutual_check=self.mutual_check)
     if not self.mutual_check:
@@ -325,7 +289,7 @@ class VideoTracker:
     if inst.max_instances != self.max_instances or inst.num_valid() > self.max_instances:
       inst = instances_lib.pad_to(inst, self.max_instances)
     h, w = inst.hw
-    emb = np.asarray(self.embed_fn(image, inst)) if self._needs_embed else None
+    emb = np.asarray(self.embed_fn(image, inst)) if self.needs_embed else None
     ids = np.full((self.max_instances,), -1, np.int32)
     valid = np.asarray(inst.valid)
     classes = np.asarray(inst.classes)
@@ -337,7 +301,7 @@ class VideoTracker:
             f'Frame {index}: instance masks of size {(h, w)} differ from the previous frame\'s '
             f'{prev.instances.hw}; all frames of a clip must share one size.')
       warped_prev = None
-      if self._needs_flow:
+      if self.needs_flow:
         if flow is None:
           if self.flow_source is None:
             raise errors.ConfigError(
@@ -348,48 +312,16 @@ class VideoTracker:
         flow = jnp.asarray(flow, jnp.float32)
         warped_prev = pixel.warp_masks(jnp.asarray(prev.instances.masks), flow)
         self.memory.advance(flow)
-      score = self._scores(prev.embeddings, emb, warped_prev, prev.instances, inst)
-      match = self._match(score, self._allowed(prev.instances, inst), self.threshold)
+      score = self.pair_scores(prev.embeddings, emb, warped_prev, prev.instances, inst)
+      match = self.match(score, self.allowed_pairs(prev.instances, inst), self.threshold)
       for i in np.flatnonzero(match >= 0):
         ids[match[i]] = prev.ids[i]
 
       chained = self.temporal_similarity == 'chained' and self.memory.max_frames > 0
-      forward = (association_probability(score, self._allowed(prev.instances, inst),
+      forward = (association_probability(score, self.allowed_pairs(prev.instances, inst),
                                          self.variant) if chained else None)
       if self.temporal and len(self.memory) and (valid & (ids < 0)).any():
-        used = {(int(c), int(t)) for c, t, v in zip(classes, ids, valid) if v and t >= 0}
-        through = forward  # eq. 8: the chain from the entry's frame to t, built newest first
-        for entry in self.memory.newest_first():
-          if chained:
-            through = entry.forward @ through
-          free_cur = valid & (ids < 0)
-          if not free_cur.any():
-            break
-          mem = entry.instances
-          free_mem = np.array([bool(v) and (int(c), int(t)) not in used
-                               for c, t, v in zip(np.asarray(mem.classes), entry.ids,
-                                                  np.asarray(mem.valid))])
-          allowed = self._allowed(mem, inst) & free_mem[:, None] & free_cur[None, :]
-          if not allowed.any():
-            continue
-          masks_mem = jnp.asarray(mem.masks) if self._needs_flow else None
-          if chained:
-            mem_score = through
-            reverse = through.T
-          else:
-            mem_score = self._scores(entry.embeddings, emb, masks_mem, mem, inst)
-          match = self._match(mem_score, allowed, self.temporal_threshold)
-          if self.temporal_backward:
-            if self.backward_flow_fn is not None:
-              reverse = self._reverse_by_backward_flow(image, inst, emb, entry)
-            elif not chained:
-              rev_masks = jnp.asarray(inst.masks) if self._needs_flow else None
-              reverse = self._scores(emb, entry.embeddings, rev_masks, inst, mem,
-                                     masks_b=masks_mem)
-            match = backward_confirms(match, reverse, allowed.T, self.temporal_threshold)
-          for i in np.flatnonzero(match >= 0):
-            ids[match[i]] = entry.ids[i]
-            used.add((int(mem.classes[i]), int(entry.ids[i])))
+        temporal_lib.relink_from_memory(self, image, inst, emb, ids, forward)
 
       if self.memory.max_frames > 0:
         prev_masks = (np.asarray(warped_prev) if warped_prev is not None
@@ -408,16 +340,6 @@ class VideoTracker:
 
     self._prev = _Frame(index, image, inst, emb, ids)
     return TrackResult(ids, self._paint(inst, ids, panoptic), inst)
-
-  def _reverse_by_backward_flow(self, image, inst: FrameInstances, emb,
-                                entry: memory_lib.MemoryEntry) -> np.ndarray:
-    """The association frame t -> stored frame [N, M] with the pixel cue from backward flow:
-    frame t's masks warped to the stored frame, dice against the stored frame's own masks."""
-    flow = self.backward_flow_fn(image, entry.image)
-    pixel.check_flow_shape(np.shape(flow), inst.hw)
-    back = pixel.warp_masks(jnp.asarray(inst.masks), jnp.asarray(flow, jnp.float32))
-    return self._scores(emb, entry.embeddings, back, inst, entry.instances,
-                        masks_b=jnp.asarray(entry.own_masks))
 
   def _paint(self, inst: FrameInstances, ids, panoptic) -> np.ndarray:
     """Panoptic map: stuff from `panoptic` (if given), thing pixels from the tracked masks."""

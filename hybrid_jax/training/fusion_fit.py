@@ -126,7 +126,7 @@ def _decisions(v, inst, pix, target, allowed, *, threshold, mutual_check, matche
     fused = v[0] * np.asarray(inst[b], np.float64) + v[1] * np.asarray(pix[b], np.float64) + v[2]
     match = np.asarray(match_fn(fused, allowed=allowed[b], threshold=threshold,
                                 mutual_check=mutual_check))
-    if not mutual_check:  # as VideoTracker._match: one row per column
+    if not mutual_check:  # as VideoTracker.match: one row per column
       match = matching.resolve_conflicts(match, fused)
     rows = np.asarray(allowed[b]).any(1) | (np.asarray(target[b]) >= 0)
     right += int(((match == np.asarray(target[b])) & rows).sum())
