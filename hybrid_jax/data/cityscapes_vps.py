@@ -33,6 +33,7 @@ from hybrid_jax import errors
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data import official_format
 from hybrid_jax.data import panoptic_png
+from hybrid_jax.data import raw_layout
 from hybrid_jax.data import real
 
 NAME = 'cityscapes_vps'
@@ -125,7 +126,7 @@ def split_present(root: str, split: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Raw clips.
 
-def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
+def raw_clips(data_cfg, split: str) -> list[raw_layout.RawClip]:
   """Indexes `split` of the layout under data_cfg.root (JSON + listings, no decoding)."""
   root = data_cfg.root
   check_layout(root, split)
@@ -134,7 +135,7 @@ def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
   src = official_format.open_split(
       root, split, frames_per_video=int(data_cfg.clip_length) if has_all else None)
   gt_json = official_format.json_paths(root, split)['gt']
-  lut = real.category_lut([c.to_json() for c in src.categories], table, where=gt_json)
+  lut = raw_layout.category_lut([c.to_json() for c in src.categories], table, where=gt_json)
   # open_split indexes the split; its per-clip file lists are what we need without decoding.
   vids = [v for v, _, _ in src._videos]  # pylint: disable=protected-access
   if has_all and (len(set(vids)) != len(vids) or any(v.startswith('x') for v in vids)):
@@ -146,7 +147,7 @@ def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
   clips = []
   for vid, paths, fids in src._videos:  # pylint: disable=protected-access
     image_ids = [src._label_of_frame.get(f, '') for f in fids]  # pylint: disable=protected-access
-    clips.append(real.RawClip(
+    clips.append(raw_layout.RawClip(
         video_id=vid, frame_paths=list(paths), frame_ids=list(fids),
         labelled=np.asarray([bool(i) for i in image_ids]), image_ids=image_ids,
         load_labels=functools.partial(_load_labels, src, image_ids, lut, gt_json)))
@@ -166,7 +167,7 @@ def _load_labels(src, image_ids, lut, gt_json) -> np.ndarray:
     lab = official_format.segments_to_panoptic(
         panoptic_png.read_id_png(png), ann.get('segments_info', []), src.categories,
         track_of_segment=tracks, where=where)
-    out.append(real.remap_labels(lab, lut, where=where))
+    out.append(raw_layout.remap_labels(lab, lut, where=where))
   return np.stack(out)
 
 

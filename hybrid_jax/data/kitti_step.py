@@ -35,6 +35,7 @@ from PIL import Image
 
 from hybrid_jax import errors
 from hybrid_jax.data import categories as categories_lib
+from hybrid_jax.data import raw_layout
 from hybrid_jax.data import real
 
 NAME = 'kitti_step'
@@ -161,21 +162,21 @@ def _read_rgb(path: str) -> np.ndarray:
     return np.asarray(im.convert('RGB'))
 
 
-def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
+def raw_clips(data_cfg, split: str) -> list[raw_layout.RawClip]:
   """Indexes `split` under data_cfg.root (listing only, no decoding); see module doc."""
   root = data_cfg.root
   check_layout(root, split)
   table = categories_lib.get_categories(data_cfg.categories)
   img_dir, pan_dir = split_paths(root, split)[1:]
   decode = functools.partial(decode_panoptic_map, table=table)
-  load = functools.partial(real.load_label_files, read=_read_rgb, decode=decode)
+  load = functools.partial(raw_layout.load_label_files, read=_read_rgb, decode=decode)
   window = 0 if split == 'val' else int(data_cfg.clip_length)
   clips = []
   for seq in sorted(os.listdir(img_dir)):
     names = sorted(n for n in os.listdir(os.path.join(img_dir, seq)))
     if not names:
       raise errors.DatasetError(f'{os.path.join(img_dir, seq)} holds no frame.')
-    clips += real.video_clips(
+    clips += raw_layout.video_clips(
         seq, [os.path.join(img_dir, seq, n) for n in names],
         [os.path.join(pan_dir, seq, n) for n in names],
         [f'{seq}_{n[:-4]}' for n in names], window=window, load_labels=load)
@@ -211,7 +212,7 @@ def write_layout(clips: Sequence[dict], root: str, split: str, categories, *,
   without a KITTI-STEP class of the same name and thing/stuff kind is a ConfigError).
   """
   table = categories_lib.as_table(categories)
-  to_kitti = real.category_lut([c.to_json() for c in table], categories_lib.KITTI_STEP,
+  to_kitti = raw_layout.category_lut([c.to_json() for c in table], categories_lib.KITTI_STEP,
                                where='the KITTI-STEP export')
   names = []
   for k, clip in enumerate(clips):

@@ -40,6 +40,7 @@ from hybrid_jax import errors
 from hybrid_jax.data import categories as categories_lib
 from hybrid_jax.data import official_format
 from hybrid_jax.data import panoptic_png
+from hybrid_jax.data import raw_layout
 from hybrid_jax.data import real
 
 NAME = 'viper_vps'
@@ -137,7 +138,7 @@ def _read_json(path: str) -> dict:
   return gt
 
 
-def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
+def raw_clips(data_cfg, split: str) -> list[raw_layout.RawClip]:
   """Indexes `split` under data_cfg.root (JSON + listing, no decoding); see module doc."""
   root = data_cfg.root
   check_layout(root, split)
@@ -145,7 +146,7 @@ def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
   split_dir = os.path.join(root, SPLIT_DIRS[split])
   jpath = json_path(root, split)
   gt = _read_json(jpath)
-  lut = real.category_lut(gt['categories'], table, where=jpath)
+  lut = raw_layout.category_lut(gt['categories'], table, where=jpath)
   json_table = categories_lib.from_json(gt['categories'])
   anns = {str(a.get('image_id')): a for a in gt['annotations']}
   labelled = {}  # image base name -> (image id, annotation)
@@ -182,7 +183,7 @@ def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
       for png, _ in gt_files:
         if not os.path.exists(png):
           raise errors.DatasetError(f'Missing {png} (listed in {jpath}).')
-      clips.append(real.RawClip(
+      clips.append(raw_layout.RawClip(
           video_id=vid if split == 'val' else f'{vid}-{k}',
           frame_paths=[os.path.join(split_dir, 'img', n) for n in names],
           frame_ids=[n[:-4] for n in names], labelled=np.asarray([bool(i) for i in image_ids]),
@@ -200,7 +201,7 @@ def _load_labels(gt_files, json_table, lut, jpath) -> np.ndarray:
     lab = official_format.segments_to_panoptic(
         panoptic_png.read_id_png(png), ann.get('segments_info', []), json_table,
         track_of_segment=tracks, where=where)
-    out.append(real.remap_labels(lab, lut, where=where))
+    out.append(raw_layout.remap_labels(lab, lut, where=where))
   return np.stack(out)
 
 
@@ -220,7 +221,7 @@ def write_layout(clips: Sequence[dict], root: str, split: str, categories, *,
            else tuple(categories))
   cats_json = list(json_categories) if json_categories is not None else [
       c.to_json() for c in table]
-  to_json_id = real.category_lut(cats_json, table, where='json_categories')
+  to_json_id = raw_layout.category_lut(cats_json, table, where='json_categories')
   ours_to_json = {v: k for k, v in to_json_id.items()}
   split_dir = os.path.join(root, SPLIT_DIRS[split])
   for sub in ('img', 'panoptic_video'):

@@ -33,6 +33,7 @@ from PIL import Image
 
 from hybrid_jax import errors
 from hybrid_jax.data import categories as categories_lib
+from hybrid_jax.data import raw_layout
 from hybrid_jax.data import real
 
 NAME = 'vipseg'
@@ -153,13 +154,13 @@ def _read_values(path: str) -> np.ndarray:
     return np.asarray(im)
 
 
-def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
+def raw_clips(data_cfg, split: str) -> list[raw_layout.RawClip]:
   """Indexes `split` under data_cfg.root (listing only, no decoding); see module doc."""
   root = data_cfg.root
   check_layout(root, split)
   table = categories_lib.get_categories(data_cfg.categories)
   decode = functools.partial(decode_mask, table=table)
-  load = functools.partial(real.load_label_files, read=_read_values, decode=decode)
+  load = functools.partial(raw_layout.load_label_files, read=_read_values, decode=decode)
   window = 0 if split == 'val' else int(data_cfg.clip_length)
   clips = []
   for video in sorted(read_video_list(root, split)):
@@ -168,7 +169,7 @@ def raw_clips(data_cfg, split: str) -> list[real.RawClip]:
     if not frames:
       raise errors.DatasetError(f'{vdir} holds no frame (.jpg or .png).')
     stems = [os.path.splitext(n)[0] for n in frames]
-    clips += real.video_clips(
+    clips += raw_layout.video_clips(
         video, [os.path.join(vdir, n) for n in frames],
         [os.path.join(root, 'panomasks', video, s + '.png') for s in stems],
         [f'{video}/{s}' for s in stems], window=window, load_labels=load)
@@ -213,7 +214,7 @@ def write_layout(clips: Sequence[dict], root: str, split: str, categories, *,
   """
   table = categories_lib.as_table(categories)
   renamed = [dict(c.to_json(), name=VIPSEG_NAMES.get(c.name, c.name)) for c in table]
-  to_vipseg = real.category_lut(renamed, categories_lib.VIPSEG, where='the VIPSeg export')
+  to_vipseg = raw_layout.category_lut(renamed, categories_lib.VIPSEG, where='the VIPSeg export')
   names = []
   for k, clip in enumerate(clips):
     video = f'{split}_{k:04d}'
