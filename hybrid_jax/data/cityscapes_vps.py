@@ -64,16 +64,13 @@ HOW_TO_OBTAIN = """\
 
 
 def _tree(root: str) -> str:
-  """LAYOUT_TREE with ROOT spelled out when a root was given."""
-  return LAYOUT_TREE.replace('ROOT/', root.rstrip('/') + '/', 1) if root else LAYOUT_TREE
+  return raw_layout.layout_tree(LAYOUT_TREE, root)
 
 
 def missing_root_message(root: str) -> str:
-  where = (f'config.data.root={root!r} does not exist.' if root else
-           'config.data.root is empty: set --config.data.root=/path/to/cityscapes_vps.')
-  return (f'Cityscapes-VPS not found: {where}\nExpected layout:\n{_tree(root)}\n'
-          f'How to obtain it:\n{HOW_TO_OBTAIN}\n'
-          'To try everything without downloads, run with --config configs/synthetic.py.')
+  return raw_layout.missing_root_message('Cityscapes-VPS', root, tree=LAYOUT_TREE,
+                                         how_to_obtain=HOW_TO_OBTAIN, example_root='/path/to/cityscapes_vps',
+                                         export_layout=None)
 
 
 def split_paths(root: str, split: str) -> list[str]:

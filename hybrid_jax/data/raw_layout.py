@@ -137,3 +137,26 @@ def video_clips(video: str, frame_paths: Sequence[str], label_paths: Sequence[st
         load_labels=functools.partial(load_labels,
                                       [p for p, ok in zip(labels, labelled) if ok])))
   return clips
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages for a missing or incomplete layout (the same shape for every dataset).
+
+def layout_tree(tree: str, root: str) -> str:
+  """A dataset's LAYOUT_TREE with ROOT spelled out when a root was given."""
+  return tree.replace('ROOT/', root.rstrip('/') + '/', 1) if root else tree
+
+
+def missing_root_message(title: str, root: str, *, tree: str, how_to_obtain: str,
+                         example_root: str, export_layout: str | None = None) -> str:
+  """'<title> not found': what is wrong with config.data.root, the layout, how to get the
+  data, and how to try everything without it (the synthetic data, in this layout when
+  `export_layout` names one)."""
+  where = (f'config.data.root={root!r} does not exist.' if root else
+           f'config.data.root is empty: set --config.data.root={example_root}.')
+  without = 'To try everything without downloads, run with --config configs/synthetic.py'
+  without += ('.' if export_layout is None else
+              ', or write the synthetic data in this layout: --config.mode=export '
+              f'--config.export.layout={export_layout}.')
+  return (f'{title} not found: {where}\nExpected layout:\n{layout_tree(tree, root)}\n'
+          f'How to obtain it:\n{how_to_obtain}\n{without}')

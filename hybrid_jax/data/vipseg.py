@@ -58,16 +58,13 @@ HOW_TO_OBTAIN = """\
 
 
 def _tree(root: str) -> str:
-  return LAYOUT_TREE.replace('ROOT/', root.rstrip('/') + '/', 1) if root else LAYOUT_TREE
+  return raw_layout.layout_tree(LAYOUT_TREE, root)
 
 
 def missing_root_message(root: str) -> str:
-  where = (f'config.data.root={root!r} does not exist.' if root else
-           'config.data.root is empty: set --config.data.root=/path/to/VIPSeg.')
-  return (f'VIPSeg not found: {where}\nExpected layout:\n{_tree(root)}\n'
-          f'How to obtain it:\n{HOW_TO_OBTAIN}\n'
-          'To try everything without downloads, run with --config configs/synthetic.py, or write '
-          'the synthetic data in this layout: --config.mode=export --config.export.layout=vipseg.')
+  return raw_layout.missing_root_message('VIPSeg', root, tree=LAYOUT_TREE,
+                                         how_to_obtain=HOW_TO_OBTAIN, example_root='/path/to/VIPSeg',
+                                         export_layout='vipseg')
 
 
 def list_path(root: str, split: str) -> str:
