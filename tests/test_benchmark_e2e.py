@@ -6,7 +6,7 @@ RAFT weights (the real datasets have no ground-truth flow), trains the tracker, 
 the benchmark's metric and writes the report beside the published rows.
 """
 
-import importlib.util
+import importlib
 import json
 import os
 
@@ -21,11 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load_config(name, preset):
-  spec = importlib.util.spec_from_file_location(f'cfg_{name}', os.path.join(REPO, 'configs',
-                                                                           f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset)
+  return importlib.import_module(f'configs.{name}').get_config(preset)
 
 
 @pytest.fixture(scope='module')

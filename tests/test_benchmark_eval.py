@@ -108,15 +108,9 @@ def test_kitti_step_has_no_vpq_protocol():
   gt = [np.zeros((2, 2), np.int32)]
   with pytest.raises(errors.ConfigError, match='evaluated with STQ'):
     evaluate_arrays([gt], [gt], 'kitti_step', dataset='kitti_step', metrics=('vpq', 'stq'))
-  import importlib.util
-  import os
+  from configs import kitti_step
   from hybrid_jax import config_checks
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  spec = importlib.util.spec_from_file_location('k', os.path.join(repo, 'configs',
-                                                                  'kitti_step.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config('small')
+  c = kitti_step.get_config('small')
   assert c.eval.metrics == 'stq' and c.eval.reference_table == 'KITTI_STEP_VAL'
   config_checks.check_config(c)
   c.eval.metrics = 'vpq,stq'

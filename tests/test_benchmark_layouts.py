@@ -225,14 +225,9 @@ def test_written_layout_reads_back_as_the_same_clips(tmp_path, name):
 
 
 def test_export_mode_writes_both_layouts(tmp_path):
-  import importlib.util
+  from configs import synthetic
   from hybrid_jax import train as train_lib
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  spec = importlib.util.spec_from_file_location('syn', os.path.join(repo, 'configs',
-                                                                    'synthetic.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config('tiny')
+  c = synthetic.get_config('tiny')
   c.mode, c.export.splits = 'export', 'train,val'
   for layout in ('kitti_step', 'vipseg'):
     c.export.layout = layout
