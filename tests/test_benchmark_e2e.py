@@ -17,7 +17,6 @@ from hybrid_jax import train as train_lib
 from hybrid_jax.models.raft import model as raft
 from hybrid_jax.training import pretrained
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load_config(name, preset):
