@@ -267,28 +267,33 @@ def fusion_targets(config) -> str:
   return str(config.track.get('fusion_targets', 'iou'))
 
 
-def fit_fusion(config, workdir, source, table, model, head_params, dustbin, *, flow_fn=None,
-               segment=None, feature_fn=None):
-  """Fits (or loads) the 1x1 fusion conv on held-out train clips (`fusion_split`)."""
-  if config.track.fusion_segments != 'predicted':
-    segment = None
-  path = os.path.join(workdir, STAGE, FUSION_DIR)
-  if trained_models.has_export(path):
-    return pretrained.load_pretrained(
-        path, expect_architecture=trained_models.FUSION_ARCHITECTURE)[0]['params']
+def fusion_pairs(config, source, table, embed, dustbin, *, flow_fn=None, segment=None,
+                 labels_on_every_frame: bool | None = None):
+  """(fit, held-out) `fusion_data.PairMatrices` of the held-out train clips (`fusion_split`).
+
+  `labels_on_every_frame` (default: the dataset's) pairs consecutive frames; False pairs
+  consecutive labelled frames (e.g. to fit the fusion for tracking only those).
+  """
+  if labels_on_every_frame is None:
+    labels_on_every_frame = datasets.labels_on_every_frame(config)
   _, fit_clips, eval_clips = fusion_split(config, len(source))
-  kwargs = dict(embed=head_lib.make_embed_fn(model, head_params, feature_fn),
-                dustbin_logit=dustbin,
-                table=table, max_instances=int(config.data.max_instances),
-                labels_on_every_frame=datasets.labels_on_every_frame(config), segment=segment,
-                flow_fn=flow_fn, targets=fusion_targets(config))
-  fit = fusion_data.pair_matrices([source[i] for i in fit_clips], **kwargs)
-  held = fusion_data.pair_matrices([source[i] for i in eval_clips], **kwargs)
+  kwargs = dict(embed=embed, dustbin_logit=dustbin, table=table,
+                max_instances=int(config.data.max_instances),
+                labels_on_every_frame=labels_on_every_frame, segment=segment, flow_fn=flow_fn,
+                targets=fusion_targets(config))
+  return (fusion_data.pair_matrices([source[i] for i in fit_clips], **kwargs),
+          fusion_data.pair_matrices([source[i] for i in eval_clips], **kwargs))
+
+
+def fit_fusion_on(config, fit: fusion_data.PairMatrices, held: fusion_data.PairMatrices, *,
+                  segments: str):
+  """Fits the fusion by config.track.fusion_objective on `fit`; returns (params, report) with
+  the fitted weights and both objectives' held-out figures against the plain sum."""
   rule = dict(threshold=float(config.track.threshold),
               mutual_check=bool(config.track.mutual_check), matcher=str(config.track.matcher))
   objective = config.track.get('fusion_objective', 'likelihood')
-  report = {'segments': 'gt' if segment is None else 'predicted',
-            'targets': kwargs['targets'] if segment is not None else 'gt ids',
+  report = {'segments': segments,
+            'targets': fusion_targets(config) if segments == 'predicted' else 'gt ids',
             'objective': objective, 'fit_pairs': fit.num_pairs, 'held_out_pairs': held.num_pairs}
   if objective == 'decisions':
     params, surface = fusion_fit.fit_fusion_decisions(fit.inst, fit.pix, fit.target,
@@ -313,8 +318,24 @@ def fit_fusion(config, workdir, source, table, model, head_params, dustbin, *, f
   })
   if not fit.allowed.any():
     logging.warning('[track] the held-out clips give no pair of %s instances to fit the fusion '
-                    'on (the segmenter finds none?); it stays the plain sum.',
-                    report['segments'])
+                    'on (the segmenter finds none?); it stays the plain sum.', segments)
+  return params, report
+
+
+def fit_fusion(config, workdir, source, table, model, head_params, dustbin, *, flow_fn=None,
+               segment=None, feature_fn=None):
+  """Fits (or loads) the 1x1 fusion conv on held-out train clips (`fusion_split`)."""
+  if config.track.fusion_segments != 'predicted':
+    segment = None
+  path = os.path.join(workdir, STAGE, FUSION_DIR)
+  if trained_models.has_export(path):
+    return pretrained.load_pretrained(
+        path, expect_architecture=trained_models.FUSION_ARCHITECTURE)[0]['params']
+  fit, held = fusion_pairs(config, source, table,
+                           head_lib.make_embed_fn(model, head_params, feature_fn), dustbin,
+                           flow_fn=flow_fn, segment=segment)
+  params, report = fit_fusion_on(config, fit, held,
+                                 segments='gt' if segment is None else 'predicted')
   logging.info('[track] fusion fitted on %d pairs of %s segments: %s', fit.num_pairs,
                report['segments'], report)
   if jax.process_index() == 0:
