@@ -57,6 +57,9 @@ class Setting:
     temporal_similarity: 'direct' | 'chained' (eq. 8); None = the config's.
     temporal_backward_flow: the backward check's reverse pixel cue from backward flow (RAFT
       from frame t to the stored frame); None = the config's.
+    labelled_only: track only the scored (labelled) frames, each paired with the labelled
+      frame before it (on the synthetic data and Cityscapes-VPS 5 raw frames apart), with
+      RAFT run between those frames; the scores are over the same frames as the other rows.
   """
   name: str
   variant: str
@@ -69,6 +72,7 @@ class Setting:
   plain_sum: bool = False
   temporal_similarity: str | None = None
   temporal_backward_flow: bool | None = None
+  labelled_only: bool = False
 
   @property
   def needs_flow(self) -> bool:
@@ -77,9 +81,9 @@ class Setting:
   @property
   def own_flow(self) -> tuple | None:
     """What this setting's flow depends on beyond the clip, or None (the clip's flow)."""
-    if self.flow_iters is None and self.flow_checkpoint is None:
+    if self.flow_iters is None and self.flow_checkpoint is None and not self.labelled_only:
       return None
-    return (self.flow_checkpoint, self.flow_iters)
+    return (self.flow_checkpoint, self.flow_iters, self.labelled_only)
 
 
 @dataclasses.dataclass
@@ -105,14 +109,20 @@ FlowFor = Callable[[Clip, Setting], tuple[np.ndarray, float]]
 TrackerFor = Callable[[Setting], tracker_lib.VideoTracker]
 
 
-def tracker_for_run(config, models, table) -> TrackerFor:
-  """The trackers of a trained run: `inference.make_tracker` with each setting's overrides."""
+def tracker_for_run(config, models, table, fusion_for: Callable[[Setting], Any] | None = None
+                    ) -> TrackerFor:
+  """The trackers of a trained run: `inference.make_tracker` with each setting's overrides.
+
+  `fusion_for(setting)` may give a setting its own fusion conv (None: the run's, or the plain
+  sum with `Setting.plain_sum`).
+  """
   from hybrid_jax.models import fusion
 
   def make(setting: Setting) -> tracker_lib.VideoTracker:
     backward_flow = (setting.temporal_backward_flow if setting.temporal_backward_flow is not None
                      else bool(config.track.get('temporal_backward_flow', False)))
-    if backward_flow and setting.own_flow and setting.temporal and setting.needs_flow:
+    other_raft = setting.flow_checkpoint is not None or setting.flow_iters is not None
+    if backward_flow and other_raft and setting.temporal and setting.needs_flow:
       raise errors.ConfigError(
           f'Setting {setting.name!r} sweeps the flow (its own RAFT checkpoint or iterations), '
           'so backward flow from the run\'s RAFT would not match its forward flow; set '
@@ -125,7 +135,8 @@ def tracker_for_run(config, models, table) -> TrackerFor:
         temporal_backward=setting.temporal_backward,
         temporal_similarity=setting.temporal_similarity,
         temporal_backward_flow=setting.temporal_backward_flow,
-        fusion_params=fusion.init_fusion_params() if setting.plain_sum else None)
+        fusion_params=(fusion.init_fusion_params() if setting.plain_sum
+                       else fusion_for(setting) if fusion_for else None))
   return make
 
 
@@ -171,33 +182,35 @@ def sweep(clips: Iterable[Clip], settings: Sequence[Setting], *,
   trackers = [tracker_for(s) for s in settings]
   gt_videos, video_ids = [], []
   preds = [[] for _ in settings]
-  # [all clips, clips after the first] seconds and frames per setting.
+  # [all clips, clips after the first] seconds and tracked frames per setting.
   seconds = np.zeros((2, len(settings)))
-  frames_count = np.zeros(2)
+  frames_count = np.zeros((2, len(settings)))
   n_clips = 0
   for clip in _progress(clips, total=num_clips, desc='clips'):
     lab = np.flatnonzero(np.asarray(clip.labelled, bool))
     gt_videos.append(np.asarray(clip.panoptic)[lab])
     video_ids.append(str(clip.video_id))
     flows: dict[tuple, tuple[np.ndarray, float]] = {}
-    clip_seconds = np.zeros(len(settings))
+    clip_seconds, clip_frames = np.zeros(len(settings)), np.zeros(len(settings))
     for k, (setting, tracker) in enumerate(zip(settings, trackers)):
-      p = clip.preds
+      tracked = labelled_frames(clip) if setting.labelled_only else clip
+      p = tracked.preds
       flow_seconds = p.flow_seconds
       if setting.own_flow:
         if setting.own_flow not in flows:
-          flows[setting.own_flow] = flow_for(clip, setting)
+          flows[setting.own_flow] = flow_for(tracked, setting)
         flow, flow_seconds = flows[setting.own_flow]
         p = dataclasses.replace(p, flow=np.asarray(flow, np.float32), flow_seconds=flow_seconds)
-      pan, track_seconds = inference.track_clip(tracker, clip.frames, p)
-      preds[k].append(pan[lab])
+      pan, track_seconds = inference.track_clip(tracker, tracked.frames, p)
+      preds[k].append(pan[np.flatnonzero(np.asarray(tracked.labelled, bool))])
       clip_seconds[k] = p.seg_seconds + track_seconds + (flow_seconds if setting.needs_flow
                                                           else 0.0)
+      clip_frames[k] = len(tracked.frames)
     seconds[0] += clip_seconds
-    frames_count[0] += len(clip.frames)
+    frames_count[0] += clip_frames
     if n_clips > 0:
       seconds[1] += clip_seconds
-      frames_count[1] += len(clip.frames)
+      frames_count[1] += clip_frames
     n_clips += 1
   if n_clips == 0:
     raise errors.DatasetError('No clips to evaluate (is the val split empty, or --max-clips 0?).')
@@ -208,9 +221,22 @@ def sweep(clips: Iterable[Clip], settings: Sequence[Setting], *,
                           metrics=tuple(metrics), video_ids=video_ids)
     sec = seconds[use, k]
     rows.append({'name': setting.name, 'setting': setting, 'results': res,
-                 'fps': float(frames_count[use] / sec) if sec > 0 else None,
-                 'frames': int(frames_count[use])})
+                 'fps': float(frames_count[use, k] / sec) if sec > 0 else None,
+                 'frames': int(frames_count[use, k])})
   return rows
+
+
+def labelled_frames(clip: Clip) -> Clip:
+  """The clip cut to its labelled frames (`Setting.labelled_only`): their segmenter outputs
+  and their share of its time; the flow is left empty (a setting computes its own)."""
+  lab = np.flatnonzero(np.asarray(clip.labelled, bool))
+  p = clip.preds
+  h, w = np.asarray(clip.frames).shape[1:3]
+  seg = {k: np.asarray(v)[lab] for k, v in p.seg.items()}
+  preds = inference.ClipPredictions(seg, np.zeros((max(len(lab) - 1, 0), h, w, 2), np.float32),
+                                    p.seg_seconds * len(lab) / max(len(clip.frames), 1), 0.0)
+  return Clip(clip.video_id, np.asarray(clip.frames)[lab], np.asarray(clip.panoptic)[lab],
+              np.ones(len(lab), bool), preds)
 
 
 # ---- markdown ------------------------------------------------------------------------------
@@ -389,11 +415,12 @@ def run_experiment(config, workdir: str, *, name: str,
                    build_settings: Callable[[Any], Sequence[Setting]],
                    to_markdown: Callable[[list, Any, int], str], max_clips: int | None = None,
                    out: str | None = None, stq: bool = False, sweeps_flow: bool = False,
-                   trackers: Callable[[Any, Any, Any], TrackerFor] | None = None,
+                   trackers: Callable[[Any, Any, Any, str], TrackerFor] | None = None,
                    on_clip: Callable[[Clip], None] | None = None) -> tuple[str, list[dict]]:
   """Trains/loads the run's models, sweeps the settings, writes the markdown; returns it.
 
-  `trackers(config, models, table)` gives the settings' trackers (default `tracker_for_run`);
+  `trackers(config, models, table, workdir)` gives the settings' trackers (default
+  `tracker_for_run`);
   `on_clip(clip)` is called before each clip is tracked (e.g. to hand its ground truth to an
   oracle cue).
   """
@@ -416,11 +443,14 @@ def run_experiment(config, workdir: str, *, name: str,
   source = datasets.get_source(config, 'val', data_dir)
   num = len(source) if max_clips is None else max(0, min(int(max_clips), len(source)))
   settings = build_settings(config)
-  flow_for = raft_flow_for(models, config) if sweeps_flow else None
+  flow_for = (raft_flow_for(models, config) if sweeps_flow or any(s.own_flow for s in settings)
+              else None)
   clips = iter_clips(config, models, source, num, with_flow=not sweeps_flow)
   if on_clip is not None:
     clips = _calling(on_clip, clips)
-  rows = sweep(clips, settings, tracker_for=(trackers or tracker_for_run)(config, models, table),
+  tracker_for = (trackers(config, models, table, workdir) if trackers
+                 else tracker_for_run(config, models, table))
+  rows = sweep(clips, settings, tracker_for=tracker_for,
                categories=config.data.categories, dataset=config.eval.dataset,
                metrics=('vpq', 'stq') if stq else ('vpq',), flow_for=flow_for, num_clips=num)
   text = to_markdown(rows, config, num)

@@ -110,7 +110,8 @@ def make_trackers(oracle: OracleCue):
   from hybrid_jax import inference
   from hybrid_jax.models import fusion
 
-  def trackers(config, models, table):
+  def trackers(config, models, table, workdir=None):
+    del workdir  # the oracle needs no more than the run's models
     run = common.tracker_for_run(config, models, table)
     head = _OracleHead(oracle, fusion.init_fusion_params())
 
@@ -140,9 +141,9 @@ class _Lazy:
   def __init__(self):
     self.oracle = None
 
-  def trackers(self, config, models, table):
+  def trackers(self, config, models, table, workdir=None):
     self.oracle = OracleCue(table, config.data.max_instances)
-    return make_trackers(self.oracle)(config, models, table)
+    return make_trackers(self.oracle)(config, models, table, workdir)
 
   def on_clip(self, clip):
     self.oracle.set_clip(clip)

@@ -399,3 +399,61 @@ def test_instance_cue_ceiling_on_a_trained_run(tiny_run, tmp_path):
   assert len(lazy.oracle._gt) == 10  # the oracle was handed the clip's 10 frames
   text = open(out).read()
   assert '| HybridTracker, oracle instance cue |' in text
+
+
+def test_labelled_only_tracks_the_labelled_frames_with_their_own_flow(clips):
+  calls = []
+
+  def flow_for(clip, setting):  # the exact motion between labelled frames is not stored
+    calls.append((clip.video_id, len(clip.frames), bool(np.all(clip.labelled))))
+    return np.zeros((len(clip.frames) - 1, *clip.frames.shape[1:3], 2), np.float32), 0.05
+
+  s = common.Setting
+  settings = [s('Pixel', 'pixel'), s('Pixel, labelled', 'pixel', labelled_only=True),
+              s('Instance, labelled', 'instance', temporal=True, labelled_only=True)]
+  rows = common.sweep(clips, settings, tracker_for=_tracker_for, categories='synthetic',
+                      flow_for=flow_for)
+  # 10 frames, every 2nd labelled: the labelled-only settings track 5, with one flow pass
+  # per clip that they share, and are scored on the same 5 frames as the every-frame rows.
+  assert sorted(calls) == sorted((c.video_id, 5, True) for c in clips)
+  assert [r['frames'] for r in rows] == [10, 5, 5]
+  for r in rows:
+    assert r['results']['vpq']['0']['all']['pq'] == pytest.approx(100.0)
+  # A perfect embedding with a memory keeps every id whatever the gap.
+  vpq = rows[2]['results']['vpq']
+  assert [vpq[k]['all']['pq'] for k in common.KS] == pytest.approx([100.0] * 4)
+
+
+def test_labelled_frames_cuts_the_clip_and_its_segmenter_time(clips):
+  clip = clips[0]
+  lab = np.flatnonzero(clip.labelled)
+  cut = common.labelled_frames(clip)
+  assert np.array_equal(cut.frames, clip.frames[lab])
+  assert np.array_equal(cut.panoptic, clip.panoptic[lab])
+  assert cut.labelled.all() and len(cut.labelled) == len(lab) == 5
+  for k, v in clip.preds.seg.items():
+    assert np.array_equal(cut.preds.seg[k], np.asarray(v)[lab])
+  assert cut.preds.seg_seconds == pytest.approx(clip.preds.seg_seconds * 5 / 10)
+  assert cut.preds.flow.shape == (4, *clip.frames.shape[1:3], 2)
+
+
+def test_frame_gap_on_a_trained_run(tiny_run, tmp_path):
+  from configs import synthetic as synthetic_config
+  from experiments import frame_gap
+  config = synthetic_config.get_config('tiny')
+  refit = frame_gap._Refit()
+  out = str(tmp_path / 'frame_gap.md')
+  _, rows = common.run_experiment(
+      config, tiny_run, name=frame_gap.NAME,
+      build_settings=lambda c: frame_gap.settings(), to_markdown=refit.markdown, max_clips=1,
+      out=out, trackers=refit.trackers)
+  assert [r['name'] for r in rows] == [s.name for s in frame_gap.settings()]
+  # The same segmenter outputs of the same scored frames in every row, at either gap.
+  assert len({r['results']['vpq']['0']['all']['pq'] for r in rows}) == 1
+  # 10 frames labelled every 5th: 2 tracked frames at the larger gap.
+  assert {r['frames'] for r in rows if frame_gap.LABELLED in r['name']} == {2}
+  # The refit pairs consecutive labelled frames: one pair per held-out clip, not nine.
+  assert refit.report['fit_pairs'] == 1 and refit.report['held_out_pairs'] == 1
+  text = open(out).read()
+  assert 'Fusion fitted at this gap (decisions, predicted segments, 1 pairs)' in text
+  assert f'| HybridTracker{frame_gap.LABELLED}{frame_gap.REFIT} |' in text
