@@ -455,5 +455,6 @@ def test_frame_gap_on_a_trained_run(tiny_run, tmp_path):
   # The refit pairs consecutive labelled frames: one pair per held-out clip, not nine.
   assert refit.report['fit_pairs'] == 1 and refit.report['held_out_pairs'] == 1
   text = open(out).read()
-  assert 'Fusion fitted at this gap (decisions, predicted segments, 1 pairs)' in text
+  assert 'Fusion fitted on labelled-frame pairs (decisions, predicted segments, 1 pairs)' in text
   assert f'| HybridTracker{frame_gap.LABELLED}{frame_gap.REFIT} |' in text
+  assert f'| HybridTracker{frame_gap.EVERY}{frame_gap.REFIT} |' in text
