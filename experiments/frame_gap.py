@@ -82,9 +82,31 @@ COMPARISONS = (
 )
 
 
+# Held-out rows decided by the tracker's rule with one cue alone or the plain sum
+# (w_inst, w_pix, bias), beside the run's fusion and the refit.
+CUES = (('pixel cue alone', (0.0, 1.0, 0.0)), ('instance cue alone', (1.0, 0.0, 0.0)),
+        ('plain sum', (1.0, 1.0, 0.0)))
+RUN_FUSION = "the run's fusion (fitted on consecutive pairs)"
+REFIT_FUSION = 'the fusion fitted on labelled-frame pairs'
+
+
+def decided_right(config, pairs, fusions) -> dict:
+  """{name: fraction of `pairs`' rows the tracker's rule decides right} for `CUES` and the
+  named fusion params in `fusions` (`fusion_fit.row_decision_accuracy`; None without rows)."""
+  from hybrid_jax.models import fusion
+  from hybrid_jax.training import fusion_fit
+  rule = dict(threshold=float(config.track.threshold),
+              mutual_check=bool(config.track.mutual_check), matcher=str(config.track.matcher))
+  named = [(n, fusion.fusion_params(*v)) for n, v in CUES] + list(fusions.items())
+  return {n: fusion_fit.row_decision_accuracy(p, pairs.inst, pairs.pix, pairs.target,
+                                              pairs.allowed, **rule) for n, p in named}
+
+
 def fusion_at_labelled_gap(config, workdir: str, models, table):
-  """(params, report) of the fusion fitted on consecutive *labelled* frames of the run's
-  held-out train clips, as the run's own fusion is fitted on consecutive frames."""
+  """(params, report, decisions) of the fusion fitted on consecutive *labelled* frames of the
+  run's held-out train clips, as the run's own fusion is fitted on consecutive frames;
+  `decisions` are `decided_right` on the held-out pairs of each kind ('consecutive',
+  'labelled')."""
   from hybrid_jax import workdirs
   from hybrid_jax.data import datasets
   from hybrid_jax.training.stages import train_tracker
@@ -96,11 +118,17 @@ def fusion_at_labelled_gap(config, workdir: str, models, table):
   segment = train_tracker.segment_fn_for(config, workdir)
   if config.track.fusion_segments != 'predicted':
     segment = None
-  fit, held = train_tracker.fusion_pairs(config, source, table, models.head.embed_fn,
-                                         models.head.dustbin_logit, flow_fn=models.flow,
-                                         segment=segment, labels_on_every_frame=False)
-  return train_tracker.fit_fusion_on(config, fit, held,
-                                     segments='gt' if segment is None else 'predicted')
+  held = {}
+  for kind, every in (('consecutive', True), ('labelled', False)):
+    fit, held[kind] = train_tracker.fusion_pairs(
+        config, source, table, models.head.embed_fn, models.head.dustbin_logit,
+        flow_fn=models.flow, segment=segment, labels_on_every_frame=every)
+  # `fit` is now the labelled-frame pairs'.
+  params, report = train_tracker.fit_fusion_on(config, fit, held['labelled'],
+                                               segments='gt' if segment is None else 'predicted')
+  fusions = {RUN_FUSION: models.head.fusion_params, REFIT_FUSION: params}
+  decisions = {kind: decided_right(config, pairs, fusions) for kind, pairs in held.items()}
+  return params, report, decisions
 
 
 class _Refit:
@@ -108,10 +136,10 @@ class _Refit:
   that fit's report for the table."""
 
   def __init__(self):
-    self.report = None
+    self.report = self.decisions = None
 
   def trackers(self, config, models, table, workdir):
-    params, self.report = fusion_at_labelled_gap(config, workdir, models, table)
+    params, self.report, self.decisions = fusion_at_labelled_gap(config, workdir, models, table)
     return common.tracker_for_run(config, models, table,
                                   fusion_for=lambda s: params if REFIT in s.name else None)
 
@@ -132,6 +160,13 @@ class _Refit:
                 f'{_percent(r["held_out_row_accuracy"])} (plain sum '
                 f'{_percent(r["held_out_row_accuracy_plain_sum"])}, '
                 f'{r["held_out_pairs"]} pairs).']
+    if self.decisions:
+      d = self.decisions
+      lines += ['', 'Held-out train rows the tracker\'s rule (matcher, threshold, mutual check) '
+                'decides right:', '', '| cue | consecutive pairs | labelled-frame pairs |',
+                '|---|---|---|']
+      lines += [f'| {n} | {_percent(d["consecutive"][n])} | {_percent(d["labelled"][n])} |'
+                for n in d['labelled']]
     return '\n'.join(lines) + '\n'
 
 

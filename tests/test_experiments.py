@@ -458,3 +458,10 @@ def test_frame_gap_on_a_trained_run(tiny_run, tmp_path):
   assert 'Fusion fitted on labelled-frame pairs (decisions, predicted segments, 1 pairs)' in text
   assert f'| HybridTracker{frame_gap.LABELLED}{frame_gap.REFIT} |' in text
   assert f'| HybridTracker{frame_gap.EVERY}{frame_gap.REFIT} |' in text
+  # Which cue decides the held-out rows: the refit's figure is the fit report's, on the
+  # labelled-frame pairs; every cue is scored on both kinds of pair.
+  d = refit.decisions
+  assert d['labelled'][frame_gap.REFIT_FUSION] == refit.report['held_out_row_accuracy']
+  names = [n for n, _ in frame_gap.CUES] + [frame_gap.RUN_FUSION, frame_gap.REFIT_FUSION]
+  assert list(d['consecutive']) == list(d['labelled']) == names
+  assert '| pixel cue alone |' in text

@@ -13,6 +13,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class FusionConv(nn.Module):
@@ -29,6 +30,12 @@ class FusionConv(nn.Module):
 def init_fusion_params():
   """Parameters of the plain sum: conv kernel [1, 1, 2, 1] = 1, bias [1] = 0."""
   return FusionConv().init(jax.random.PRNGKey(0), jnp.zeros((1, 1)), jnp.zeros((1, 1)))['params']
+
+
+def fusion_params(instance: float, pixel: float, bias: float = 0.0):
+  """Parameters of w_inst * instance + w_pix * pixel + bias (e.g. one cue alone, to compare)."""
+  return {'conv': {'kernel': np.array([instance, pixel], np.float32).reshape(1, 1, 2, 1),
+                   'bias': np.array([bias], np.float32)}}
 
 
 def fuse(params, inst, pix):
