@@ -192,8 +192,11 @@ def sweep(clips: Iterable[Clip], settings: Sequence[Setting], *,
     video_ids.append(str(clip.video_id))
     flows: dict[tuple, tuple[np.ndarray, float]] = {}
     clip_seconds, clip_frames = np.zeros(len(settings)), np.zeros(len(settings))
+    cut = None  # the clip cut to its labelled frames, once for every labelled_only setting
     for k, (setting, tracker) in enumerate(zip(settings, trackers)):
-      tracked = labelled_frames(clip) if setting.labelled_only else clip
+      if setting.labelled_only and cut is None:
+        cut = labelled_frames(clip)
+      tracked = cut if setting.labelled_only else clip
       p = tracked.preds
       flow_seconds = p.flow_seconds
       if setting.own_flow:

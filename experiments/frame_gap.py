@@ -29,6 +29,7 @@ frame_gap_seeds.md).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -107,24 +108,24 @@ def fusion_at_labelled_gap(config, workdir: str, models, table):
   run's held-out train clips, as the run's own fusion is fitted on consecutive frames;
   `decisions` are `decided_right` on the held-out pairs of each kind ('consecutive',
   'labelled')."""
+  from hybrid_jax import errors
   from hybrid_jax import workdirs
   from hybrid_jax.data import datasets
   from hybrid_jax.training.stages import train_tracker
   if models.head is None or models.flow is None:
-    from hybrid_jax import errors
     raise errors.ConfigError('frame_gap compares the pixel and hybrid trackers: it needs the '
                              "run's embedding head and RAFT (flow.source=raft).")
   source = datasets.get_source(config, 'train', workdirs.data_dir(config, workdir))
   segment = train_tracker.segment_fn_for(config, workdir)
   if config.track.fusion_segments != 'predicted':
     segment = None
-  held = {}
-  for kind, every in (('consecutive', True), ('labelled', False)):
-    fit, held[kind] = train_tracker.fusion_pairs(
-        config, source, table, models.head.embed_fn, models.head.dustbin_logit,
-        flow_fn=models.flow, segment=segment, labels_on_every_frame=every)
-  # `fit` is now the labelled-frame pairs'.
-  params, report = train_tracker.fit_fusion_on(config, fit, held['labelled'],
+  pairs = functools.partial(train_tracker.fusion_pairs, config, source, table,
+                            models.head.embed_fn, models.head.dustbin_logit,
+                            flow_fn=models.flow, segment=segment)
+  labelled = pairs(labels_on_every_frame=False)
+  held = {'consecutive': pairs(labels_on_every_frame=True, splits=('held_out',))['held_out'],
+          'labelled': labelled['held_out']}
+  params, report = train_tracker.fit_fusion_on(config, labelled['fit'], held['labelled'],
                                                segments='gt' if segment is None else 'predicted')
   fusions = {RUN_FUSION: models.head.fusion_params, REFIT_FUSION: params}
   decisions = {kind: decided_right(config, pairs, fusions) for kind, pairs in held.items()}

@@ -381,17 +381,22 @@ def test_roi_input_curves_on_a_trained_tiny_run(tiny_run, tmp_path):
   assert '| step | image | features |' in open(path).read()
 
 
-def test_instance_cue_ceiling_on_a_trained_run(tiny_run, tmp_path):
+def _on_tiny_run(tiny_run, out, module, settings, markdown, **kwargs):
+  """An experiment script's sweep on the first val clip of the trained tiny run."""
   from configs import synthetic as synthetic_config
+  _, rows = common.run_experiment(
+      synthetic_config.get_config('tiny'), tiny_run, name=module.NAME,
+      build_settings=lambda c: settings, to_markdown=markdown, max_clips=1, out=out, **kwargs)
+  return rows
+
+
+def test_instance_cue_ceiling_on_a_trained_run(tiny_run, tmp_path):
   from experiments import instance_cue_ceiling
-  config = synthetic_config.get_config('tiny')
   lazy = instance_cue_ceiling._Lazy()
   out = str(tmp_path / 'ceiling.md')
-  _, rows = common.run_experiment(
-      config, tiny_run, name=instance_cue_ceiling.NAME,
-      build_settings=lambda c: instance_cue_ceiling.settings(),
-      to_markdown=instance_cue_ceiling.markdown, max_clips=1, out=out,
-      trackers=lazy.trackers, on_clip=lazy.on_clip)
+  rows = _on_tiny_run(tiny_run, out, instance_cue_ceiling, instance_cue_ceiling.settings(),
+                      instance_cue_ceiling.markdown, trackers=lazy.trackers,
+                      on_clip=lazy.on_clip)
   names = [r['name'] for r in rows]
   assert names == [s.name for s in instance_cue_ceiling.settings()]
   # One segmenter output for every row: per-frame PQ (k = 0) cannot differ between them.
@@ -438,15 +443,11 @@ def test_labelled_frames_cuts_the_clip_and_its_segmenter_time(clips):
 
 
 def test_frame_gap_on_a_trained_run(tiny_run, tmp_path):
-  from configs import synthetic as synthetic_config
   from experiments import frame_gap
-  config = synthetic_config.get_config('tiny')
   refit = frame_gap._Refit()
   out = str(tmp_path / 'frame_gap.md')
-  _, rows = common.run_experiment(
-      config, tiny_run, name=frame_gap.NAME,
-      build_settings=lambda c: frame_gap.settings(), to_markdown=refit.markdown, max_clips=1,
-      out=out, trackers=refit.trackers)
+  rows = _on_tiny_run(tiny_run, out, frame_gap, frame_gap.settings(), refit.markdown,
+                      trackers=refit.trackers)
   assert [r['name'] for r in rows] == [s.name for s in frame_gap.settings()]
   # The same segmenter outputs of the same scored frames in every row, at either gap.
   assert len({r['results']['vpq']['0']['all']['pq'] for r in rows}) == 1

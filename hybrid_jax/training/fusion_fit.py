@@ -49,8 +49,7 @@ def _as_vector(params) -> np.ndarray:
 
 
 def _as_params(v: np.ndarray):
-  return {'conv': {'kernel': np.asarray(v[:2], np.float32).reshape(1, 1, 2, 1),
-                   'bias': np.asarray(v[2:], np.float32)}}
+  return fusion.fusion_params(*(float(x) for x in v))
 
 
 def _softmax(v, x, mask):

@@ -267,9 +267,13 @@ def fusion_targets(config) -> str:
   return str(config.track.get('fusion_targets', 'iou'))
 
 
+FUSION_SPLITS = ('fit', 'held_out')
+
+
 def fusion_pairs(config, source, table, embed, dustbin, *, flow_fn=None, segment=None,
-                 labels_on_every_frame: bool | None = None):
-  """(fit, held-out) `fusion_data.PairMatrices` of the held-out train clips (`fusion_split`).
+                 labels_on_every_frame: bool | None = None, splits=FUSION_SPLITS) -> dict:
+  """{split: `fusion_data.PairMatrices`} of the held-out train clips (`fusion_split`): 'fit'
+  the clips the fusion is fitted on, 'held_out' those it is measured on (only `splits`).
 
   `labels_on_every_frame` (default: the dataset's) pairs consecutive frames; False pairs
   consecutive labelled frames (e.g. to fit the fusion for tracking only those).
@@ -277,12 +281,12 @@ def fusion_pairs(config, source, table, embed, dustbin, *, flow_fn=None, segment
   if labels_on_every_frame is None:
     labels_on_every_frame = datasets.labels_on_every_frame(config)
   _, fit_clips, eval_clips = fusion_split(config, len(source))
+  clips = dict(zip(FUSION_SPLITS, (fit_clips, eval_clips)))
   kwargs = dict(embed=embed, dustbin_logit=dustbin, table=table,
                 max_instances=int(config.data.max_instances),
                 labels_on_every_frame=labels_on_every_frame, segment=segment, flow_fn=flow_fn,
                 targets=fusion_targets(config))
-  return (fusion_data.pair_matrices([source[i] for i in fit_clips], **kwargs),
-          fusion_data.pair_matrices([source[i] for i in eval_clips], **kwargs))
+  return {k: fusion_data.pair_matrices([source[i] for i in clips[k]], **kwargs) for k in splits}
 
 
 def fit_fusion_on(config, fit: fusion_data.PairMatrices, held: fusion_data.PairMatrices, *,
@@ -331,9 +335,10 @@ def fit_fusion(config, workdir, source, table, model, head_params, dustbin, *, f
   if trained_models.has_export(path):
     return pretrained.load_pretrained(
         path, expect_architecture=trained_models.FUSION_ARCHITECTURE)[0]['params']
-  fit, held = fusion_pairs(config, source, table,
-                           head_lib.make_embed_fn(model, head_params, feature_fn), dustbin,
-                           flow_fn=flow_fn, segment=segment)
+  pairs = fusion_pairs(config, source, table,
+                       head_lib.make_embed_fn(model, head_params, feature_fn), dustbin,
+                       flow_fn=flow_fn, segment=segment)
+  fit, held = pairs['fit'], pairs['held_out']
   params, report = fit_fusion_on(config, fit, held,
                                  segments='gt' if segment is None else 'predicted')
   logging.info('[track] fusion fitted on %d pairs of %s segments: %s', fit.num_pairs,
