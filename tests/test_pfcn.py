@@ -229,3 +229,17 @@ def test_upsample4_matches_bilinear_resize():
   ours = inf.upsample4(inf.upsample4(jnp.asarray(x), -2), -1)
   ref = jax.image.resize(x, (2, 20, 28), 'linear', antialias=False)  # = torch, see module doc
   np.testing.assert_allclose(ours, ref, atol=1e-6)
+  np.testing.assert_allclose(tg.upsample4_2d(jnp.asarray(x)), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize('n', [1, 5, 8, 12, 64])
+def test_upsample4_last_is_the_elementwise_filter_and_its_gradient(n):
+  """The banded-matmul form equals `upsample4` on the last axis, values and gradients, for
+  lengths that fill whole 8-sample blocks, part blocks (gcd) and a single sample."""
+  rng = np.random.default_rng(n)
+  x = jnp.asarray(rng.standard_normal((3, 4, n)).astype(np.float32))
+  w = jnp.asarray(rng.standard_normal((3, 4, 4 * n)).astype(np.float32))
+  np.testing.assert_allclose(tg.upsample4_last(x), tg.upsample4(x, -1), atol=1e-6)
+  grad = lambda f: jax.grad(lambda v: jnp.sum(w * f(v)))(x)  # noqa: E731
+  np.testing.assert_allclose(grad(tg.upsample4_last), grad(lambda v: tg.upsample4(v, -1)),
+                             atol=1e-5)
