@@ -65,3 +65,27 @@ def test_training_steps_reduce_loss():
     losses.append(float(loss))
   assert np.all(np.isfinite(losses))
   assert np.mean(losses[-2:]) < 0.75 * losses[0], losses
+
+
+def test_val_epe_pads_a_short_last_batch_without_changing_the_numbers():
+  """evaluate_epe on 4 pairs in batches of 3 (the last one padded) equals one pair per call,
+  pair by pair summed by hand; a wrong slice of the padded batch would count a repeat."""
+  from hybrid_jax.training.stages import train_flow  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 255, (11, 32, 64, 3), dtype=np.uint8)
+  flow = rng.normal(0, 2, (11, 32, 64, 2)).astype(np.float32)
+  valid = rng.random((11, 32, 64)) > 0.2
+  source = [{'frames': frames, 'flow': flow, 'flow_valid': valid}]
+  variables = raft.init_raft(0, variant='small', height=32, width=64)
+  kw = dict(variant='small', iters=2, stride=3)
+  padded = train_flow.evaluate_epe(variables, source, batch=3, **kw)
+  single = train_flow.evaluate_epe(variables, source, batch=1, **kw)
+  assert padded['pairs'] == single['pairs'] == 4
+  err, n = 0.0, 0
+  for t in (0, 3, 6, 9):
+    pred = np.asarray(raft.estimate_flow(variables, frames[t], frames[t + 1], variant='small',
+                                         iters=2))
+    err += float(np.linalg.norm(pred - flow[t], axis=-1)[valid[t]].sum())
+    n += int(valid[t].sum())
+  for result in (padded, single):
+    np.testing.assert_allclose(result['epe'], err / n, rtol=1e-5)

@@ -127,8 +127,12 @@ def evaluate_epe(variables, source, *, variant: str, iters: int, corr: str = 'al
     ts = np.arange(0, len(clip['frames']) - 1, stride)
     for s in range(0, len(ts), batch):
       t = ts[s:s + batch]
-      flow = np.asarray(raft_lib.estimate_flow(variables, clip['frames'][t], clip['frames'][t + 1],
-                                               variant=variant, iters=iters, corr=corr))
+      # A short last batch repeats its last pair: one compiled program for every call (the
+      # same one the tracker's FlowBatcher runs), not one more per clip length.
+      full = np.concatenate([t, np.repeat(t[-1:], batch - len(t))])
+      flow = np.asarray(raft_lib.estimate_flow(
+          variables, clip['frames'][full], clip['frames'][full + 1], variant=variant,
+          iters=iters, corr=corr))[:len(t)]
       gt = clip['flow'][t]
       valid = clip['flow_valid'][t] & (np.linalg.norm(gt, axis=-1) < flow_losses.MAX_FLOW)
       n = float(valid.sum())
