@@ -255,6 +255,7 @@ def test_an_older_segmenter_record_reads_as_quarter_masks_on_data_crops():
   from hybrid_jax import run_records  # pylint: disable=g-import-not-at-top
   c = synthetic.get_config('tiny')
   c.seg.mask_resolution = 'quarter'
+  c.seg.mask_pairs = 32  # the slots of every run before the key existed
   rec = run_records.relevant(c, 'seg')
   older = {k: v for k, v in rec.items()
            if k not in ('seg.mask_resolution', 'seg.mask_pairs', 'seg.train_crop')}
@@ -263,3 +264,4 @@ def test_an_older_segmenter_record_reads_as_quarter_masks_on_data_crops():
   changed = run_records.differences(older, demo)
   assert "seg.mask_resolution: 'quarter' -> 'full'" in changed
   assert 'seg.train_crop: [0, 0] -> [128, 256]' in changed
+  assert 'seg.mask_pairs: 32 -> 20' in changed
