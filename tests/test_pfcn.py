@@ -243,3 +243,20 @@ def test_upsample4_last_is_the_elementwise_filter_and_its_gradient(n):
   grad = lambda f: jax.grad(lambda v: jnp.sum(w * f(v)))(x)  # noqa: E731
   np.testing.assert_allclose(grad(tg.upsample4_last), grad(lambda v: tg.upsample4(v, -1)),
                              atol=1e-5)
+
+
+def test_segment_fn_is_one_jit_per_model_and_settings():
+  """Two builds of one config share one jitted segmenter (the stages then share its compiled
+  programs); other settings get their own; it is a jax.jit object (lowers, exports)."""
+  from configs import synthetic  # pylint: disable=g-import-not-at-top
+  from hybrid_jax.models.panoptic_fcn import segment  # pylint: disable=g-import-not-at-top
+  config = synthetic.get_config('tiny')
+  first, _ = pfcn_build.segmenter_from_config(config)
+  second, _ = pfcn_build.segmenter_from_config(config)
+  assert first is not second
+  fn = segment.make_segment_fn(first)
+  assert segment.make_segment_fn(second) is fn
+  assert segment.make_segment_fn(second, output_hw=(16, 32)) is not fn
+  images = jnp.zeros((1, 32, 64, 3), jnp.uint8)
+  variables, _ = pfcn_build.initial_variables(config, first)
+  assert 'panoptic' in fn.lower(variables, images).out_info

@@ -55,20 +55,24 @@ def segment(variables: dict, images: jax.Array, *, model: panoptic_fcn.PanopticF
                                               output_hw=output_hw)
 
 
-# One jitted `segment` for the process: the model, spec and output size are static (equal
-# and equally hashed when built twice from one config), so the segmenter's val PQ, the
-# tracker's fusion fit and the val tracking share one compiled program per input shape
-# instead of compiling their own (~4 s each for the demo's segmenter on 2 cores).
-_segment_jit = jax.jit(segment, static_argnames=('model', 'spec', 'output_hw'))
+@functools.lru_cache(maxsize=32)
+def _jitted_segment(model, spec, output_hw):
+  return jax.jit(functools.partial(segment, model=model, spec=spec, output_hw=output_hw))
 
 
 def make_segment_fn(model: panoptic_fcn.PanopticFCN, *, spec: build.SegmenterSpec | None = None,
                     output_hw=None) -> Callable[[dict, jax.Array], dict]:
-  """jit-compiled `segment` ``(variables, images) -> outputs`` (compiled once per model,
-  settings and input shape in the process)."""
+  """jit-compiled `segment` ``(variables, images) -> outputs`` (a jax.jit object: it also
+  lowers and exports).
+
+  One object per (model, spec, output size) for the process: models and specs built twice
+  from one config are equal and equally hashed, so the segmenter's val PQ, the tracker's
+  fusion fit and the val tracking share one compiled program per input shape instead of
+  compiling their own (~4 s each for the demo's segmenter on 2 cores).
+  """
   spec = spec or build.spec_of(model)
   output_hw = None if output_hw is None else tuple(int(v) for v in output_hw)
-  return functools.partial(_segment_jit, model=model, spec=spec, output_hw=output_hw)
+  return _jitted_segment(model, spec, output_hw)
 
 
 def features(variables: dict, images: jax.Array, *, model: panoptic_fcn.PanopticFCN,
