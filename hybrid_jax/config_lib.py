@@ -102,7 +102,7 @@ def base_config() -> ml_collections.ConfigDict:
   # 'full': (instance, level) assignments per training crop; every slot costs k full-size
   # mask maps in each step, used or not. The demo's frames have at most 18 (1440 train frames
   # of each of seeds 0, 1 and 2; median 12), so 20 drops none (train/mask_pairs_dropped)
-  # and the step takes 0.180 s instead of 0.200 s with 32 (benchmarks/RESULTS.md).
+  # and the step takes 0.193 s instead of 0.215 s with 32 (benchmarks/RESULTS.md).
   c.seg.mask_pairs = 20
   # Training crop (0, 0 = data.crop_*). The demo trains on whole 128x256 frames, 2 per batch
   # (the same pixels per step as 8 crops of 64x128): the encoder's and kernel head's

@@ -155,10 +155,10 @@ def upsample4_last(x: jax.Array, *, block: int = 8) -> jax.Array:
 
   The values are `upsample4`'s (each output has the same two taps; the other window entries
   meet exact zeros). Why not the element-wise form: it interleaves four phases along the
-  minor axis, which XLA:CPU writes element by element. On the demo's thing-mask Dice
-  ([2, 20, 7, 32, 64] logits to 128x256, forward and backward, 2 cores) this form takes 55 ms
-  against 99 ms (benchmarks/RESULTS.md, "Segmenter training step"). The band costs block + 2
-  multiply-adds per output at any length (a dense [4n, n] resize matrix costs n).
+  minor axis, which XLA:CPU writes element by element: with it the demo's segmenter training
+  step took 0.225 s, with this form 0.193 s (2 cores; benchmarks/segmenter_train_step.py,
+  benchmarks/RESULTS.md). The band costs block + 2 multiply-adds per output at any length
+  (a dense [4n, n] resize matrix costs n).
   """
   n = x.shape[-1]
   block = math.gcd(n, block)
