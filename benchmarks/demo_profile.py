@@ -28,7 +28,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _cpu() -> str:
+def cpu_name() -> str:
+  """The CPU's model name (/proc/cpuinfo), else what platform knows."""
   try:
     with open('/proc/cpuinfo') as f:
       for line in f:
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
   report = _read(os.path.join(workdir, 'report.json')) or {}
   out = {
       'command': ' '.join(cmd[1:]), 'date': datetime.date.today().isoformat(),
-      'machine': {'cpu': _cpu(), 'cores': os.cpu_count(), 'python': platform.python_version()},
+      'machine': {'cpu': cpu_name(), 'cores': os.cpu_count(), 'python': platform.python_version()},
       'wall_seconds': round(wall, 1), 'stage_seconds': stages,
       'segmenter_val_pq': seg.get('ours'), 'flow_val_epe': flow.get('epe'),
       'flow_val_epe_zero_flow': flow.get('epe_zero_flow'),

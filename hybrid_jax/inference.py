@@ -39,7 +39,7 @@ class ClipPredictions:
   flow_seconds: float
 
 
-def _pad_batch(x: np.ndarray, batch: int) -> np.ndarray:
+def pad_batch(x: np.ndarray, batch: int) -> np.ndarray:
   """Repeats the last element so every call has `batch` elements (one compilation)."""
   if len(x) < batch:
     x = np.concatenate([x, np.repeat(x[-1:], batch - len(x), 0)], 0)
@@ -51,7 +51,7 @@ def segment_frames(segment_fn, variables, frames, *, batch: int = CHUNK) -> dict
   outs = []
   for s in range(0, len(frames), batch):
     chunk = np.asarray(frames[s:s + batch])
-    out = jax.device_get(segment_fn(variables, _pad_batch(chunk, batch)))
+    out = jax.device_get(segment_fn(variables, pad_batch(chunk, batch)))
     outs.append({k: v[:len(chunk)] for k, v in out.items()})
   return {k: np.concatenate([o[k] for o in outs], 0) for k in outs[0]}
 
@@ -75,8 +75,8 @@ class FlowBatcher:
     if block != self._block:
       idx = np.arange(block * self._batch, min((block + 1) * self._batch, len(self._frames) - 1))
       t0 = time.perf_counter()
-      out = self._fn(_pad_batch(self._frames[idx], self._batch),
-                     _pad_batch(self._frames[idx + 1], self._batch))
+      out = self._fn(pad_batch(self._frames[idx], self._batch),
+                     pad_batch(self._frames[idx + 1], self._batch))
       self._flows = np.asarray(jax.device_get(out))[:len(idx)]
       self.seconds += time.perf_counter() - t0
       self._block = block
@@ -143,8 +143,8 @@ def pair_flow_fn(flow_fn: Callable, *, batch: int = CHUNK) -> Callable:
   backward too), padded to `batch` pairs so it reuses the program compiled for the forward
   flows (`FlowBatcher`) instead of compiling one more."""
   def one(image_from, image_to):
-    out = flow_fn(_pad_batch(np.asarray(image_from)[None], batch),
-                  _pad_batch(np.asarray(image_to)[None], batch))
+    out = flow_fn(pad_batch(np.asarray(image_from)[None], batch),
+                  pad_batch(np.asarray(image_to)[None], batch))
     return np.asarray(jax.device_get(out))[0].astype(np.float32, copy=False)
   return one
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from hybrid_jax import config_lib
 from hybrid_jax import errors
+from hybrid_jax import inference
 from hybrid_jax.data import datasets
 from hybrid_jax.losses import flow as flow_losses
 from hybrid_jax.training import precision
@@ -113,7 +114,7 @@ def train_flow(config, workdir: str, data_dir: str) -> dict:
 
 
 def evaluate_epe(variables, source, *, variant: str, iters: int, corr: str = 'all_pairs',
-                 stride: int = 3, batch: int = 4) -> dict:
+                 stride: int = 3, batch: int = inference.CHUNK) -> dict:
   """Mean end-point error on valid pixels of pairs (t, t+1), t = 0, stride, ... of each clip.
 
   Returns {'epe', 'epe_zero_flow', '1px', '3px', 'pairs'}; the zero-flow baseline predicts
@@ -129,7 +130,7 @@ def evaluate_epe(variables, source, *, variant: str, iters: int, corr: str = 'al
       t = ts[s:s + batch]
       # A short last batch repeats its last pair: one compiled program for every call (the
       # same one the tracker's FlowBatcher runs), not one more per clip length.
-      full = np.concatenate([t, np.repeat(t[-1:], batch - len(t))])
+      full = inference.pad_batch(t, batch)
       flow = np.asarray(raft_lib.estimate_flow(
           variables, clip['frames'][full], clip['frames'][full + 1], variant=variant,
           iters=iters, corr=corr))[:len(t)]
